@@ -1,0 +1,43 @@
+# thinsync — `make demo` runs the demo, `make test` installs what the tests need and runs them all.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: demo test lint unit integration fuzz bench faults clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/thinsync demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports --config pyproject.toml
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(PYTEST) tests/unit -q
+
+integration: $(STAMP)
+	$(PYTEST) tests/integration -q
+
+fuzz: $(STAMP)
+	$(PYTEST) tests/fuzz -q -p no:randomly
+
+# Everything CI runs: lint and architecture, then each suite as its own pytest run.
+test: $(STAMP)
+	$(MAKE) --no-print-directory lint
+	$(PYTEST) tests/unit tests/integration -q
+	$(PYTEST) tests/fuzz -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

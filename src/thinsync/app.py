@@ -1,0 +1,128 @@
+"""L6 assembly: build the store, services and HTTP app from Settings; start and stop them in order."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from thinsync import __version__
+from thinsync.auth.passwords import Passwords, password_problem
+from thinsync.auth.service import AuthService
+from thinsync.clock import Clock, SystemClock
+from thinsync.config.service import ConfigService
+from thinsync.errors import Invalid
+from thinsync.events.log import EventLog
+from thinsync.http.app import create_app
+from thinsync.http.context import Services
+from thinsync.metrics import Metrics
+from thinsync.settings import Settings
+from thinsync.store import ChangeRequest, Identity, Op, Store
+
+log = logging.getLogger(__name__)
+
+BUILTIN_GROUPS = {
+    "administrators": {"description": "Everything, including accounts", "permissions": ["read", "write", "admin"]},
+    "operators": {"description": "Read and change the configuration", "permissions": ["read", "write"]},
+    "viewers": {"description": "Read only", "permissions": ["read"]},
+}
+
+
+@dataclass
+class Initialised:
+    identity: Identity
+    password: str
+    generated: bool
+
+
+def _passwords(settings: Settings) -> Passwords:
+    return Passwords(settings.password_memory_kib, settings.password_time_cost)
+
+
+def initialize(
+    settings: Settings, name: str, admin_password: str | None = None, clock: Clock | None = None
+) -> Initialised:
+    """Make a data dir: node identity, built-in security groups, and the `admin` account."""
+    from thinsync.model.types import valid_name
+
+    if not valid_name(name):
+        raise Invalid(f"'{name}' is not a valid server name: use letters, digits, '-', '_' or '.'")
+    generated = admin_password is None
+    password = admin_password if admin_password is not None else secrets.token_urlsafe(12)
+    problem = password_problem(password)
+    if problem:
+        raise Invalid(problem)
+    clock = clock or SystemClock(settings.clock_offset_s)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store.open(settings.db_path, clock, create=True)
+    try:
+        identity = store.create_identity(name)
+        ops = [Op("security-groups", group, "put", body) for group, body in BUILTIN_GROUPS.items()]
+        password_hash = _passwords(settings).hash_sync(password)
+        ops.append(
+            Op(
+                "admins",
+                "admin",
+                "put",
+                {
+                    "description": "First administrator",
+                    "password_hash": password_hash,
+                    "security_groups": ["administrators"],
+                },
+            )
+        )
+        store.commit_sync(ChangeRequest("thinsync init", "initial accounts", tuple(ops)))
+        store.add_event(
+            "server", "info", f"data directory initialised as server '{name}'", {}, settings.event_retention
+        )
+    finally:
+        store.close()
+    return Initialised(identity, password, generated)
+
+
+def is_initialised(settings: Settings) -> bool:
+    return settings.db_path.exists()
+
+
+class Server:
+    """One assembled thinsync server: services plus the ASGI app that serves them."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        clock = clock or SystemClock(settings.clock_offset_s)
+        store = Store.open(settings.db_path, clock)
+        identity = store.require_identity()
+        passwords = _passwords(settings)
+        metrics = Metrics()
+        metrics.add_stats(store.stats)
+        events = EventLog(store, settings.event_retention)
+        self.services = Services(
+            settings=settings,
+            store=store,
+            config=ConfigService(store, passwords),
+            auth=AuthService(store, passwords, clock, settings.token_ttl_s),
+            events=events,
+            metrics=metrics,
+        )
+        store.subscribe(lambda change: metrics.changes.inc() if change.origin == identity.origin else None)
+        self.app: FastAPI = create_app(self.services, lifespan=self._lifespan)
+
+    @asynccontextmanager
+    async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        identity = self.services.store.require_identity()
+        self.services.events.record("server", f"server '{identity.name}' started (thinsync {__version__})")
+        try:
+            yield
+        finally:
+            self.services.shutdown.set()
+
+    def close(self) -> None:
+        """Stop the services in reverse order of start (after the HTTP server has stopped)."""
+        self.services.shutdown.set()
+        self.services.events.record("server", "server stopped")
+        self.services.auth.close()
+        self.services.store.close()

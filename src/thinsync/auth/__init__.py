@@ -1,0 +1,1 @@
+"""L3: admin log-in, bearer tokens, permissions."""

@@ -1,0 +1,5 @@
+"""`python -m thinsync.cli`."""
+
+from thinsync.cli.main import main
+
+main()

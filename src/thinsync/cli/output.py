@@ -1,0 +1,40 @@
+"""Rendering for people (rich tables) or scripts (--json)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*(_cell(row.get(col)) for col in columns))
+    Console().print(t)
+
+
+def show_object(obj: dict[str, Any]) -> None:
+    t = Table(show_header=False)
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    for key in sorted(obj):
+        t.add_row(key, _cell(obj[key]))
+    Console().print(t)

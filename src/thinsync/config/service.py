@@ -1,0 +1,163 @@
+"""Generic configuration operations on any kind; every write goes through Store.commit."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from thinsync.auth.passwords import Passwords, password_problem
+from thinsync.errors import Invalid, NotFound
+from thinsync.model.registry import KINDS, KindSpec
+from thinsync.model.types import valid_name
+from thinsync.model.validate import SINGLETON_NAME
+from thinsync.store import ChangeRequest, CommitResult, Op, State, Store, wall_iso
+from thinsync.store.hlc import stamp_hlc, stamp_origin
+
+MAX_PAGE = 1000
+
+
+def public(spec: KindSpec, name: str, state: State) -> dict[str, Any]:
+    """An object as clients see it: replicated fields (secrets hidden) plus its version."""
+    hidden = spec.hidden_fields()
+    body = {k: v for k, v in state.vals.items() if k not in hidden}
+    if not spec.singleton:
+        body = {"name": name, **body}
+    body["version"] = state.version
+    return body
+
+
+def kind_spec(kind: str) -> KindSpec:
+    """The spec for a kind name from a URL or command line; NotFound for an unknown kind."""
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise NotFound(f"there is no configuration kind '{kind}'; kinds are: {', '.join(KINDS)}")
+    return spec
+
+
+def check_name(spec: KindSpec, name: str) -> None:
+    if not valid_name(name):
+        raise Invalid(
+            f"'{name}' is not a valid {spec.title} name: use 1 to 63 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit"
+        )
+
+
+@dataclass(frozen=True)
+class Written:
+    created: bool
+    changed: bool
+    object: dict[str, Any] | None
+
+
+class ConfigService:
+    def __init__(self, store: Store, passwords: Passwords) -> None:
+        self.store = store
+        self._passwords = passwords
+
+    async def list_page(self, kind: str, cursor: str | None = None, limit: int = MAX_PAGE) -> dict[str, Any]:
+        spec = kind_spec(kind)
+        if spec.singleton:
+            return {"items": [await self.get(kind)], "next": None}
+        if not 1 <= limit <= MAX_PAGE:
+            raise Invalid(f"limit must be between 1 and {MAX_PAGE}")
+        rows = await asyncio.to_thread(self.store.list_live, spec.name, cursor or "", limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "items": [public(spec, name, state) for name, state in rows],
+            "next": rows[-1][0] if more else None,
+        }
+
+    async def get(self, kind: str, name: str = SINGLETON_NAME) -> dict[str, Any]:
+        spec = kind_spec(kind)
+        state = await asyncio.to_thread(self.store.get, spec.name, name)
+        if not state.live:
+            if spec.singleton:
+                return self.defaults(spec)
+            raise NotFound(f"{spec.title} '{name}' does not exist")
+        return public(spec, name, state)
+
+    @staticmethod
+    def defaults(spec: KindSpec) -> dict[str, Any]:
+        """A singleton nobody has written yet: its default values, with an empty version."""
+        return {**spec.model().model_dump(mode="json"), "version": ""}
+
+    async def _prepare(self, spec: KindSpec, body: Any, partial: bool) -> Any:
+        """Turn write-only secrets (password, pin) into their stored hashes."""
+        if not isinstance(body, dict) or not spec.secrets:
+            return body
+        body = dict(body)
+        for secret in spec.secrets:
+            if secret.stored in body:
+                raise Invalid(f"set '{secret.input}', not '{secret.stored}': the hash is computed by the server")
+            if secret.input in body:
+                value = body.pop(secret.input)
+                if value is None and partial:
+                    raise Invalid(f"'{secret.input}' cannot be removed, only changed")
+                problem = password_problem(value) if secret.input == "password" else _pin_problem(value)
+                if problem:
+                    raise Invalid(problem, fields=[{"field": secret.input, "message": problem}])
+                body[secret.stored] = await self._passwords.hash(value)
+        return body
+
+    async def write(self, author: str, summary: str, ops: list[Op]) -> CommitResult:
+        """Commit several ops as one change set (all or nothing)."""
+        return await self.store.commit(ChangeRequest(author, summary, tuple(ops)))
+
+    async def put(self, author: str, kind: str, name: str, body: Any, if_match: str | None = None) -> Written:
+        spec = kind_spec(kind)
+        if not spec.singleton:
+            check_name(spec, name)
+        body = await self._prepare(spec, body, partial=False)
+        verb = "set" if spec.singleton else "put"
+        result = await self.write(author, f"{verb} {spec.title} {name}", [Op(spec.name, name, "put", body, if_match)])
+        return self._written(spec, result)
+
+    async def patch(self, author: str, kind: str, name: str, patch: Any, if_match: str | None = None) -> Written:
+        spec = kind_spec(kind)
+        if not isinstance(patch, dict):
+            raise Invalid("a merge patch must be a JSON object")
+        patch = await self._prepare(spec, patch, partial=True)
+        result = await self.write(author, f"patch {spec.title} {name}", [Op(spec.name, name, "patch", patch, if_match)])
+        return self._written(spec, result)
+
+    async def delete(self, author: str, kind: str, name: str, if_match: str | None = None) -> None:
+        spec = kind_spec(kind)
+        await self.write(author, f"delete {spec.title} {name}", [Op(spec.name, name, "delete", None, if_match)])
+
+    @staticmethod
+    def _written(spec: KindSpec, result: CommitResult) -> Written:
+        op = result.results[0]
+        obj = public(spec, op.name, op.state) if op.state.live else None
+        return Written(created=op.created and op.changed, changed=op.changed, object=obj)
+
+    async def history(self, kind: str, name: str = SINGLETON_NAME) -> list[dict[str, Any]]:
+        """The object's versions, newest first, read from the change log."""
+        spec = kind_spec(kind)
+        entries = await asyncio.to_thread(self.store.history, spec.name, name)
+        if not entries:
+            raise NotFound(f"{spec.title} '{name}' has no history: it never existed")
+        identity = self.store.require_identity()
+        out = []
+        for change, state in reversed(entries):
+            origin_node = stamp_origin(change.stamp).split(".")[0]
+            out.append(
+                {
+                    "version": change.stamp,
+                    "time": wall_iso(stamp_hlc(change.stamp)),
+                    "author": change.author,
+                    "summary": change.summary,
+                    "server": identity.name if origin_node == identity.node_id else origin_node,
+                    "origin": change.origin,
+                    "deleted": not state.live,
+                    "body": public(spec, name, state) if state.live else None,
+                }
+            )
+        return out
+
+
+def _pin_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.isdigit() or not 4 <= len(value) <= 12:
+        return "a PIN must be 4 to 12 digits"
+    return None

@@ -1,0 +1,1 @@
+"""L5: inbound HTTP adapters (admin REST API, console, terminal and peer routes)."""

@@ -1,0 +1,1 @@
+"""The admin REST API under /api/v1."""

@@ -1,0 +1,147 @@
+"""Change stream, event log, history, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+
+from thinsync import __version__
+from thinsync.auth.service import Principal
+from thinsync.config.service import kind_spec
+from thinsync.events.log import CATEGORIES
+from thinsync.http.context import Services
+from thinsync.http.deps import require, services
+from thinsync.model.validate import SINGLETON_NAME
+from thinsync.store import ChangeSet
+
+router = APIRouter()
+Reader = Annotated[Principal, Depends(require("read"))]
+STREAM_QUEUE = 10_000
+KEEPALIVE_S = 15.0
+
+
+@router.get("/api/v1/events", operation_id="events", tags=["events"], summary="This server's event log, newest first")
+async def events(
+    request: Request,
+    _: Reader,
+    category: Annotated[str | None, Query(description=f"one of {', '.join(CATEGORIES)}")] = None,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    return {"items": await services(request).events.list(category, after, limit)}
+
+
+@router.get("/api/v1/history", operation_id="history", tags=["history"], summary="An object's versions, newest first")
+async def history(
+    request: Request,
+    _: Reader,
+    kind: Annotated[str, Query(max_length=64)],
+    name: Annotated[str, Query(max_length=256)] = SINGLETON_NAME,
+) -> Any:
+    spec = kind_spec(kind)
+    return {"items": await services(request).config.history(spec.name, name)}
+
+
+async def _stream(svc: Services, after: int | None) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[ChangeSet] = asyncio.Queue(maxsize=STREAM_QUEUE)
+
+    overflowed = False
+
+    def on_change(change: ChangeSet) -> None:
+        def put() -> None:
+            nonlocal overflowed
+            if queue.full():
+                # A reader this far behind is cut off; it reconnects with ?after= and loses nothing.
+                overflowed = True
+            else:
+                queue.put_nowait(change)
+
+        loop.call_soon_threadsafe(put)
+
+    svc.store.subscribe(on_change)
+    shutdown = asyncio.ensure_future(svc.shutdown.wait())
+    try:
+        yield b": connected\n\n"
+        last = after or 0
+        if after is not None:
+            while True:
+                backlog = await asyncio.to_thread(svc.store.changes_since, last, 500)
+                for change in backlog:
+                    yield _sse(change)
+                    last = change.id
+                if len(backlog) < 500:
+                    break
+        while not svc.shutdown.is_set():
+            if overflowed:
+                yield b"event: overflow\ndata: {}\n\n"
+                break
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, shutdown}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                if shutdown in done:
+                    break
+                yield b": keepalive\n\n"
+                continue
+            change = getter.result()
+            if change.id > last:
+                yield _sse(change)
+                last = change.id
+    finally:
+        svc.store.unsubscribe(on_change)
+        shutdown.cancel()
+
+
+def _sse(change: ChangeSet) -> bytes:
+    return f"id: {change.id}\ndata: {json.dumps(change.event(), separators=(',', ':'))}\n\n".encode()
+
+
+@router.get(
+    "/api/v1/changes/stream",
+    operation_id="changes_stream",
+    tags=["changes"],
+    summary="Server-sent events: one per committed change set (local or replicated)",
+    response_class=StreamingResponse,
+)
+async def changes_stream(
+    request: Request,
+    _: Reader,
+    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this event id")] = None,
+) -> StreamingResponse:
+    last_id = request.headers.get("last-event-id")
+    if after is None and last_id and last_id.isdigit():
+        after = int(last_id)
+    return StreamingResponse(
+        _stream(services(request), after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/healthz", operation_id="healthz", tags=["system"], summary="200 whenever this server serves")
+async def healthz(request: Request) -> Any:
+    identity = services(request).store.require_identity()
+    return {"status": "ok", "name": identity.name, "node_id": identity.node_id, "version": __version__}
+
+
+@router.get("/metrics", operation_id="metrics", tags=["system"], summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    body = await asyncio.to_thread(services(request).metrics.render)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/", include_in_schema=False)
+async def home(request: Request) -> HTMLResponse:
+    identity = services(request).store.require_identity()
+    return HTMLResponse(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>thinsync</title></head><body>"
+        f"<h1>thinsync server {identity.name}</h1>"
+        "<p>The web console arrives with a later release. Use the "
+        "<a href='/api/v1/docs'>REST API</a> or the <code>thinsync</code> command line.</p></body></html>"
+    )

@@ -1,0 +1,65 @@
+"""Request helpers shared by the API routes: services, authentication, JSON bodies, If-Match."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request
+
+from thinsync.auth.service import Principal
+from thinsync.errors import BadRequest, UnsupportedMediaType
+from thinsync.http.context import Services
+
+JSON_TYPES = ("application/json",)
+PATCH_TYPES = ("application/json", "application/merge-patch+json")
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def require(permission: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that authenticates the bearer token and checks one permission."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = await services(request).auth.authenticate(request.headers.get("authorization"))
+        principal.require(permission)
+        return principal
+
+    dependency.__name__ = f"require_{permission}"
+    return dependency
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+async def json_body(request: Request, allowed: tuple[str, ...] = JSON_TYPES) -> Any:
+    """The parsed JSON body; 415 for another content type, 400 for malformed JSON."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in allowed:
+        raise UnsupportedMediaType(f"send the body as {' or '.join(allowed)} (got {content_type or 'no content type'})")
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest("the request has no body; send a JSON object")
+    try:
+        return json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def if_match(request: Request) -> str | None:
+    """The If-Match header as a bare version (quotes and W/ removed), or None."""
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+def etag(version: str) -> dict[str, str]:
+    return {"ETag": f'"{version}"'} if version else {}

@@ -1,0 +1,1 @@
+"""L1: pydantic models of every configuration kind and cross-object validation (pure)."""

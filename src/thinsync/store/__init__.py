@@ -1,0 +1,18 @@
+"""L2: SQLite (the only importer of sqlite3): schema, migrations, change log, HLC, stamps."""
+
+from thinsync.store.changes import ChangeRequest, ChangeSet, CommitResult, Item, Op, OpResult
+from thinsync.store.stamps import State
+from thinsync.store.store import Identity, Store, wall_iso
+
+__all__ = [
+    "ChangeRequest",
+    "ChangeSet",
+    "CommitResult",
+    "Identity",
+    "Item",
+    "Op",
+    "OpResult",
+    "State",
+    "Store",
+    "wall_iso",
+]

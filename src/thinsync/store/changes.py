@@ -1,0 +1,98 @@
+"""Change requests, committed change sets and their JSON forms (the log's record format)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Action = Literal["put", "patch", "delete"]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One requested change to one object."""
+
+    kind: str
+    name: str
+    action: Action
+    body: Any = None
+    if_match: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    """What a caller asks the one write path to do, atomically."""
+
+    author: str
+    summary: str
+    ops: tuple[Op, ...]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One object's part of a committed change set: the fields it set, or a delete."""
+
+    kind: str
+    name: str
+    set: dict[str, Any]
+    delete: bool
+    base: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "set": self.set, "delete": self.delete, "base": self.base}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Item:
+        return Item(data["kind"], data["name"], dict(data["set"]), bool(data["delete"]), data.get("base"))
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """A committed transaction as the log holds it; `id` is this server's local log position."""
+
+    id: int
+    origin: str
+    seq: int
+    hlc: int
+    author: str
+    summary: str
+    items: tuple[Item, ...]
+    applied_at: float
+
+    @property
+    def stamp(self) -> str:
+        return f"{self.hlc:016x}.{self.origin}"
+
+    def items_json(self) -> str:
+        return json.dumps([i.to_json() for i in self.items], separators=(",", ":"), sort_keys=True)
+
+    def event(self) -> dict[str, Any]:
+        """The public notification (change stream): items carry the version they produced."""
+        return {
+            "id": self.id,
+            "origin": self.origin,
+            "seq": self.seq,
+            "hlc": self.hlc,
+            "author": self.author,
+            "summary": self.summary,
+            "items": [{"kind": i.kind, "name": i.name, "version": self.stamp, "deleted": i.delete} for i in self.items],
+        }
+
+
+@dataclass
+class OpResult:
+    kind: str
+    name: str
+    action: Action
+    created: bool
+    changed: bool
+    state: Any  # stamps.State after the op
+
+
+@dataclass
+class CommitResult:
+    results: list[OpResult]
+    change: ChangeSet | None
+    after_commit: Callable[[], None] | None = field(default=None, repr=False)

@@ -1,0 +1,64 @@
+"""Stamped object state and the per-field merge rule (DESIGN §4 "Field stamps"). Pure.
+
+Every top-level field carries the stamp of its last write; a delete is a tombstone stamp.
+The object is live unless its tombstone is above every field stamp. Merging two states takes,
+field by field, the value with the higher stamp, and the higher tombstone: a commutative,
+associative and idempotent function, so every delivery order gives the same state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _value_key(value: Any) -> str:
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class State:
+    vals: Mapping[str, Any] = field(default_factory=dict)
+    stamps: Mapping[str, str] = field(default_factory=dict)
+    tomb: str | None = None
+
+    @property
+    def live(self) -> bool:
+        if not self.stamps:
+            return False
+        return self.tomb is None or max(self.stamps.values()) > self.tomb
+
+    @property
+    def version(self) -> str:
+        """The highest stamp (fields and tombstone): equal on every server for the same state."""
+        candidates = list(self.stamps.values())
+        if self.tomb is not None:
+            candidates.append(self.tomb)
+        return max(candidates) if candidates else ""
+
+
+EMPTY = State()
+
+
+def apply(state: State, stamp: str, fields: Mapping[str, Any], delete: bool = False) -> State:
+    """State after a change stamped `stamp` that sets `fields` (and deletes when `delete`)."""
+    return merge(state, State(vals=dict(fields), stamps={f: stamp for f in fields}, tomb=stamp if delete else None))
+
+
+def merge(a: State, b: State) -> State:
+    """Per-field merge: the higher stamp wins; equal stamps with different values (an out-of-band
+    edit) are settled by the value's hash so the result is still the same everywhere."""
+    vals = dict(a.vals)
+    stamps = dict(a.stamps)
+    for name, stamp in b.stamps.items():
+        mine = stamps.get(name)
+        theirs_value = b.vals.get(name)
+        if mine is None or stamp > mine or (stamp == mine and _value_key(theirs_value) > _value_key(vals.get(name))):
+            vals[name] = theirs_value
+            stamps[name] = stamp
+    tombs = [t for t in (a.tomb, b.tomb) if t is not None]
+    return State(vals=vals, stamps=stamps, tomb=max(tombs) if tombs else None)
