@@ -8,6 +8,11 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Two shared cores make per-example timings meaningless: no deadlines, no "too slow" health check.
+settings.register_profile("thinsync", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "thinsync"))
 
 # argon2 with 64 MiB per hash makes hundreds of log-ins slow; the cost is a setting, lowered here
 # for every server the tests start (in-process and child processes inherit the environment).

@@ -130,7 +130,8 @@ def _convert(name: str, type_text: Any, value: Any) -> Any:
         if "str" in text:
             return None if value is None else str(value)
     except (TypeError, ValueError) as exc:
-        raise Invalid(f"setting '{name}' must be a {text.split(' ')[0]}, not {value!r}") from exc
+        wanted = "a whole number" if text.startswith("int") else "a number"
+        raise Invalid(f"setting '{name}' must be {wanted}, not {value!r}") from exc
     return value
 
 
