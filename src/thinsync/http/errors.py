@@ -26,6 +26,10 @@ _STATUS_CODES = {
 }
 
 
+# The wording model.validate.describe_errors uses for the kinds' bodies.
+_PLAIN = {"missing": "is required", "extra_forbidden": "is not a known field"}
+
+
 def error_response(status: int, code: str, message: str, **extra: object) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status, headers=headers)
@@ -41,10 +45,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(err.get("type") == "json_invalid" for err in errors):
+            # Same answer as the routes that parse their own bodies (deps.json_body): 400, not 422.
+            return error_response(400, "bad_request", "the body is not valid JSON; send a JSON object")
         fields = []
-        for err in exc.errors():
+        for err in errors:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-            fields.append({"field": where, "message": str(err.get("msg", "is not valid"))})
+            fields.append(
+                {"field": where, "message": _PLAIN.get(err.get("type", ""), str(err.get("msg", "is not valid")))}
+            )
         sentence = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
         return error_response(422, "invalid", f"the request is not valid: {sentence}", fields=fields)
 

@@ -69,6 +69,6 @@ def valid_name(value: str) -> bool:
 
 
 class Strict(BaseModel):
-    """Inbound models refuse unknown fields."""
+    """Inbound models refuse unknown fields and wrong JSON types (no "3389" -> 3389, true -> 1)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)

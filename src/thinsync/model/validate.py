@@ -32,11 +32,14 @@ class Lookup(Protocol):
         ...
 
 
-def describe_errors(exc: ValidationError) -> tuple[str, list[dict[str, str]]]:
-    """Turn pydantic's errors into one plain sentence plus a per-field list."""
+def describe_errors(exc: ValidationError, renames: dict[str, str] | None = None) -> tuple[str, list[dict[str, str]]]:
+    """Turn pydantic's errors into one plain sentence plus a per-field list.
+
+    `renames` maps stored field names to the names clients send (`password_hash` -> `password`).
+    """
     fields: list[dict[str, str]] = []
     for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "body"
+        where = ".".join(str((renames or {}).get(str(p), p)) for p in err["loc"]) or "body"
         kind = err["type"]
         if kind == "missing":
             text = "is required"
@@ -69,18 +72,19 @@ def validate_body(spec: KindSpec, name: str, raw: Any) -> Body:
     try:
         model = spec.model.model_validate(data)
     except ValidationError as exc:
-        sentence, fields = describe_errors(exc)
+        sentence, fields = describe_errors(exc, {s.stored: s.input for s in spec.secrets})
         raise Invalid(f"{spec.title} '{name}' is not valid: {sentence}", fields=fields) from None
     body = model.model_dump(mode="json")
     body.pop("name", None)
     return body
 
 
-def check_references(spec: KindSpec, name: str, body: Body, lookup: Lookup) -> None:
-    """Every referenced object must exist (live)."""
+def check_references(spec: KindSpec, name: str, body: Body, lookup: Lookup, old: Body | None = None) -> None:
+    """Every referenced object must exist (live); references already held in `old` are not re-checked."""
     for ref in spec.refs:
+        held = set(ref.extract(old)) if old is not None else set()
         for target in ref.extract(body):
-            if target == name and ref.target == spec.name:
+            if (target == name and ref.target == spec.name) or target in held:
                 continue
             if not lookup.exists(ref.target, target):
                 title = KINDS[ref.target].title
@@ -90,10 +94,17 @@ def check_references(spec: KindSpec, name: str, body: Body, lookup: Lookup) -> N
                 )
 
 
-def check_uniques(spec: KindSpec, name: str, body: Body, lookup: Lookup) -> None:
-    """Unique keys (MAC addresses, card ids) may not be held by another object of the kind."""
+def check_uniques(spec: KindSpec, name: str, body: Body, lookup: Lookup, old: Body | None = None) -> None:
+    """Unique keys (MAC addresses, card ids) may not be held by another object of the kind.
+
+    Keys already held in `old` are not re-checked: a duplicate only a merge created is reported as
+    a conflict, and must not block unrelated edits of either object.
+    """
     for unique in spec.uniques:
+        held = set(unique.extract(old)) if old is not None else set()
         for value in unique.extract(body):
+            if value in held:
+                continue
             others = [n for n in lookup.holders(spec.name, unique.label, value) if n != name]
             if others:
                 raise Conflict(

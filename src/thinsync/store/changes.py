@@ -19,6 +19,8 @@ class Op:
     action: Action
     body: Any = None
     if_match: str | None = None
+    # Fields to stamp even when their value does not change (resolving a conflict in favour of the winner).
+    force: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,33 @@ class Item:
     set: dict[str, Any]
     delete: bool
     base: str | None
+    # The stamps the writer saw on the fields it set, and the tombstone it saw: a receiver whose
+    # stamps differ had a concurrent change (a conflict to record).
+    bases: dict[str, str | None] = field(default_factory=dict)
+    base_tomb: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "set": self.set, "delete": self.delete, "base": self.base}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "set": self.set,
+            "delete": self.delete,
+            "base": self.base,
+            "bases": self.bases,
+            "base_tomb": self.base_tomb,
+        }
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Item:
-        return Item(data["kind"], data["name"], dict(data["set"]), bool(data["delete"]), data.get("base"))
+        return Item(
+            data["kind"],
+            data["name"],
+            dict(data["set"]),
+            bool(data["delete"]),
+            data.get("base"),
+            dict(data.get("bases") or {}),
+            data.get("base_tomb"),
+        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,110 @@
+"""Row-level access shared by the local write path and replication (inside the writer's transaction)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from thinsync.model.registry import KINDS
+from thinsync.model.validate import ref_targets, unique_keys
+from thinsync.store.changes import ChangeSet, Item
+from thinsync.store.stamps import EMPTY, State
+
+CHANGE_COLUMNS = "id, origin, seq, hlc, author, summary, items, applied_at"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def row_state(row: tuple[str, str, str | None] | None) -> State:
+    if row is None:
+        return EMPTY
+    vals, stamps, tomb = row
+    return State(vals=json.loads(vals), stamps=json.loads(stamps), tomb=tomb)
+
+
+def read_state(conn: sqlite3.Connection, kind: str, name: str) -> State:
+    row = conn.execute("SELECT vals, stamps, tomb FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
+    return row_state(row)
+
+
+def row_change(r: tuple[Any, ...]) -> ChangeSet:
+    items = tuple(Item.from_json(i) for i in json.loads(r[6]))
+    return ChangeSet(r[0], r[1], r[2], r[3], r[4], r[5], items, r[7])
+
+
+class TxLookup:
+    """Cross-object checks read the writer's own transaction, so they see uncommitted siblings."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def exists(self, kind: str, name: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM objects WHERE kind=? AND name=? AND live=1", (kind, name)).fetchone()
+        return row is not None
+
+    def holders(self, kind: str, label: str, value: str) -> list[str]:
+        rows = self._conn.execute("SELECT name FROM uniques WHERE kind=? AND label=? AND value=?", (kind, label, value))
+        return [r[0] for r in rows]
+
+    def referrers(self, kind: str, name: str) -> list[tuple[str, str]]:
+        rows = self._conn.execute(
+            "SELECT kind, name FROM refs WHERE target_kind=? AND target_name=? ORDER BY kind, name", (kind, name)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+
+def write_object(conn: sqlite3.Connection, kind: str, name: str, state: State, stamp: str) -> None:
+    """Store a state and keep the reference and unique-key indexes in step with it."""
+    spec = KINDS[kind]
+    conn.execute(
+        "INSERT INTO objects (kind, name, vals, stamps, tomb, version, live, created) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (kind, name) DO UPDATE SET vals=excluded.vals, stamps=excluded.stamps, "
+        "tomb=excluded.tomb, version=excluded.version, live=excluded.live, "
+        "created=CASE WHEN objects.live=0 AND excluded.live=1 THEN excluded.created "
+        "ELSE min(objects.created, excluded.created) END",
+        (kind, name, dumps(state.vals), dumps(state.stamps), state.tomb, state.version, int(state.live), stamp),
+    )
+    conn.execute("DELETE FROM refs WHERE kind=? AND name=?", (kind, name))
+    conn.execute("DELETE FROM uniques WHERE kind=? AND name=?", (kind, name))
+    if state.live:
+        conn.executemany(
+            "INSERT OR IGNORE INTO refs (target_kind, target_name, kind, name) VALUES (?, ?, ?, ?)",
+            [(tk, tn, kind, name) for tk, tn in ref_targets(spec, dict(state.vals))],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO uniques (kind, label, value, name) VALUES (?, ?, ?, ?)",
+            [(kind, label, value, name) for label, value in unique_keys(spec, dict(state.vals))],
+        )
+
+
+def append_change(conn: sqlite3.Connection, change: ChangeSet) -> ChangeSet:
+    """Append a change set to the log; returns it with its local log position."""
+    cursor = conn.execute(
+        "INSERT INTO changes (origin, seq, hlc, author, summary, items, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (change.origin, change.seq, change.hlc, change.author, change.summary, change.items_json(), change.applied_at),
+    )
+    change_id = int(cursor.lastrowid or 0)
+    conn.executemany(
+        "INSERT OR IGNORE INTO change_objects (kind, name, change_id) VALUES (?, ?, ?)",
+        [(i.kind, i.name, change_id) for i in change.items],
+    )
+    return ChangeSet(
+        change_id, change.origin, change.seq, change.hlc, change.author, change.summary, change.items, change.applied_at
+    )
+
+
+def accounts(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    admins = [json.loads(r[0]) for r in conn.execute("SELECT vals FROM objects WHERE kind='admins' AND live=1")]
+    groups = {
+        r[0]: json.loads(r[1])
+        for r in conn.execute("SELECT name, vals FROM objects WHERE kind='security-groups' AND live=1")
+    }
+    return admins, groups
+
+
+def next_seq(conn: sqlite3.Connection, origin: str) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE origin=?", (origin,)).fetchone()[0])
