@@ -62,7 +62,11 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("nope = 1\n", "unknown setting"), ("listen = \n", "not valid TOML"), ('token_ttl_s = "soon"\n', "must be a whole number")],
+    [
+        ("nope = 1\n", "unknown setting"),
+        ("listen = \n", "not valid TOML"),
+        ('token_ttl_s = "soon"\n', "must be a whole number"),
+    ],
 )
 def test_bad_settings_files_are_refused_plainly(tmp_path: Path, content: str, message: str) -> None:
     (tmp_path / "thinsync.toml").write_text(content)

@@ -156,7 +156,10 @@ def test_a_job_that_dies_mid_transaction_leaves_no_trace() -> None:
         before = snapshot(store)
 
         def half_written(conn: Any) -> None:
-            conn.execute("INSERT INTO objects VALUES ('terminals', 'x', '{}', '{}', NULL, 'v', 1, 'v')")
+            conn.execute(
+                "INSERT INTO objects (kind, name, vals, stamps, version, live, created) "
+                "VALUES ('terminals', 'x', '{}', '{}', 'v', 1, 'v')"
+            )
             conn.execute(
                 "INSERT INTO changes (origin, seq, hlc, author, summary, items, applied_at) "
                 "VALUES ('o', 1, 1, 'a', 's', '[]', 0)"

@@ -17,13 +17,16 @@ from thinsync.store.hlc import stamp_hlc, stamp_origin
 MAX_PAGE = 1000
 
 
-def public(spec: KindSpec, name: str, state: State) -> dict[str, Any]:
-    """An object as clients see it: replicated fields (secrets hidden) plus its version."""
+def public(spec: KindSpec, name: str, state: State, problems: list[str] | None = None) -> dict[str, Any]:
+    """An object as clients see it: replicated fields (secrets hidden), its version, and — only when a
+    merge left it broken — its `problems` (derived from replicated data, so equal on every server)."""
     hidden = spec.hidden_fields()
     body = {k: v for k, v in state.vals.items() if k not in hidden}
     if not spec.singleton:
         body = {"name": name, **body}
     body["version"] = state.version
+    if problems:
+        body["problems"] = problems
     return body
 
 
@@ -65,7 +68,7 @@ class ConfigService:
         more = len(rows) > limit
         rows = rows[:limit]
         return {
-            "items": [public(spec, name, state) for name, state in rows],
+            "items": [public(spec, name, state, problems) for name, state, problems in rows],
             "next": rows[-1][0] if more else None,
         }
 
@@ -76,7 +79,8 @@ class ConfigService:
             if spec.singleton:
                 return self.defaults(spec)
             raise NotFound(f"{spec.title} '{name}' does not exist")
-        return public(spec, name, state)
+        problems = await asyncio.to_thread(self.store.problems, spec.name, name)
+        return public(spec, name, state, problems)
 
     @staticmethod
     def defaults(spec: KindSpec) -> dict[str, Any]:

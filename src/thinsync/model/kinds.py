@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -226,3 +226,22 @@ class ServerList(Strict):
         if len(set(names)) != len(names):
             raise ValueError("each server of the list needs its own name")
         return self
+
+
+class ConflictClosed(Strict):
+    state: Literal["resolved", "superseded", "fixed"]
+    at: str
+    by: str = ""
+
+
+class Conflict(Strict):
+    """A recorded conflict (replicated, so every server shows the same inbox). Written by sync only."""
+
+    name: str = Field(pattern=r"^[0-9a-f]{16}$")
+    target_kind: str
+    target_name: str
+    field: str
+    entries: list[dict[str, Any]] = Field(default_factory=list, max_length=8)
+    winner: str | None = None
+    loser: str | None = None
+    closed: ConflictClosed | None = None

@@ -35,6 +35,14 @@ class Unique:
 
 
 @dataclass(frozen=True)
+class Index:
+    """Values `extract` returns are looked up quickly (not a uniqueness rule)."""
+
+    label: str
+    extract: Callable[[Body], Iterable[str]]
+
+
+@dataclass(frozen=True)
 class Secret:
     """A write-only input field (`input`) stored hashed in `stored`; the hash is never shown."""
 
@@ -51,6 +59,10 @@ class KindSpec:
     refs: tuple[Ref, ...] = ()
     uniques: tuple[Unique, ...] = ()
     secrets: tuple[Secret, ...] = ()
+    indexes: tuple[Index, ...] = ()
+    # Internal kinds are replicated like the others but written only by the server itself
+    # (no generic API routes or CLI commands, not restored from backups).
+    internal: bool = False
     fields: tuple[str, ...] = field(default=())
 
     def hidden_fields(self) -> set[str]:
@@ -72,6 +84,16 @@ def _screen_clients(body: Body) -> list[str]:
 def _macs(body: Body) -> list[str]:
     hw = body.get("hardware") or {}
     return [m for m in (hw.get("mac"), hw.get("secondary_mac")) if m]
+
+
+OPEN_LOSER = "open-loser"
+
+
+def open_loser_key(body: Body) -> str:
+    """Index key of an open field conflict: the object, field and losing stamp it is about."""
+    return "\x00".join(
+        [body.get("target_kind", ""), body.get("target_name", ""), body.get("field", ""), body.get("loser") or ""]
+    )
 
 
 _TERMINAL_REFS = (Ref("screens.display_clients", "display-clients", _screen_clients),)
@@ -124,6 +146,13 @@ _SPECS = [
     KindSpec("security-groups", k.SecurityGroup, "security group"),
     KindSpec("schedules", k.Schedule, "schedule"),
     KindSpec("settings", k.Settings, "settings", singleton=True),
+    KindSpec(
+        "conflicts",
+        k.Conflict,
+        "conflict",
+        internal=True,
+        indexes=(Index(OPEN_LOSER, lambda b: [] if b.get("closed") else [open_loser_key(b)]),),
+    ),
     KindSpec("server-list", k.ServerList, "server list", singleton=True),
 ]
 
@@ -131,8 +160,9 @@ KINDS: dict[str, KindSpec] = {
     spec.name: KindSpec(**{**spec.__dict__, "fields": tuple(n for n in spec.model.model_fields if n != "name")})
     for spec in _SPECS
 }
-COLLECTIONS = [name for name, spec in KINDS.items() if not spec.singleton]
+COLLECTIONS = [name for name, spec in KINDS.items() if not spec.singleton and not spec.internal]
 SINGLETONS = [name for name, spec in KINDS.items() if spec.singleton]
+PUBLIC_KINDS = [name for name, spec in KINDS.items() if not spec.internal]
 # Kinds whose writes need the "admin" permission (account management), not just "write".
 ACCOUNT_KINDS = frozenset({"admins", "security-groups"})
 

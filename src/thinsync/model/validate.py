@@ -139,6 +139,13 @@ def unique_keys(spec: KindSpec, body: Body) -> Iterable[tuple[str, str]]:
             yield unique.label, value
 
 
+def index_keys(spec: KindSpec, body: Body) -> Iterable[tuple[str, str]]:
+    """(label, value) of every lookup index `body` is under (for the store's index)."""
+    for index in spec.indexes:
+        for value in index.extract(body):
+            yield index.label, value
+
+
 def may_reference(kind: str) -> bool:
     """True when objects of some kind can reference `kind` (deletes need a referrer check)."""
     return bool(referrers_of(kind))

@@ -7,6 +7,7 @@ compares (HLC, origin): one total order, the same on every server.
 from __future__ import annotations
 
 import threading
+import time
 
 from thinsync.clock import Clock
 
@@ -65,3 +66,9 @@ class HLC:
         with self._lock:
             if remote > self._last:
                 self._last = remote
+
+
+def wall_iso(hlc: int) -> str:
+    """The wall time of an HLC value as ISO 8601 UTC with milliseconds."""
+    ms = hlc_ms(hlc)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"

@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 from thinsync.model.registry import KINDS
-from thinsync.model.validate import ref_targets, unique_keys
+from thinsync.model.validate import index_keys, ref_targets, unique_keys
 from thinsync.store.changes import ChangeSet, Item
 from thinsync.store.stamps import EMPTY, State
 
@@ -77,7 +77,10 @@ def write_object(conn: sqlite3.Connection, kind: str, name: str, state: State, s
         )
         conn.executemany(
             "INSERT OR IGNORE INTO uniques (kind, label, value, name) VALUES (?, ?, ?, ?)",
-            [(kind, label, value, name) for label, value in unique_keys(spec, dict(state.vals))],
+            [
+                (kind, label, value, name)
+                for label, value in (*unique_keys(spec, dict(state.vals)), *index_keys(spec, dict(state.vals)))
+            ],
         )
 
 
@@ -88,6 +91,10 @@ def append_change(conn: sqlite3.Connection, change: ChangeSet) -> ChangeSet:
         (change.origin, change.seq, change.hlc, change.author, change.summary, change.items_json(), change.applied_at),
     )
     change_id = int(cursor.lastrowid or 0)
+    conn.execute(
+        "INSERT INTO origins (origin, seq) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET seq=max(seq, excluded.seq)",
+        (change.origin, change.seq),
+    )
     conn.executemany(
         "INSERT OR IGNORE INTO change_objects (kind, name, change_id) VALUES (?, ?, ?)",
         [(i.kind, i.name, change_id) for i in change.items],
@@ -107,4 +114,10 @@ def accounts(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], dict[str, 
 
 
 def next_seq(conn: sqlite3.Connection, origin: str) -> int:
-    return int(conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE origin=?", (origin,)).fetchone()[0])
+    row = conn.execute("SELECT seq FROM origins WHERE origin=?", (origin,)).fetchone()
+    return int(row[0]) + 1 if row else 1
+
+
+def vector(conn: sqlite3.Connection) -> dict[str, int]:
+    """{origin: highest seq held}; changes of an origin are applied in seq order, so it is contiguous."""
+    return {origin: int(seq) for origin, seq in conn.execute("SELECT origin, seq FROM origins")}

@@ -10,10 +10,11 @@ from thinsync.errors import StoreError
 
 # Replicated: configuration state and the change log that carries it between servers.
 REPLICATED_TABLES = ("objects", "changes")
-# Derived from replicated tables on this server (rebuilt from `objects`/`changes`, never sent).
-DERIVED_TABLES = ("change_objects", "refs", "uniques")
-# Node-local: this server's identity and what only this server saw.
-LOCAL_TABLES = ("node", "events")
+# Derived from replicated data on this server, never sent: history, reference and unique-key
+# indexes, and the version vector (`origins`).
+DERIVED_TABLES = ("change_objects", "refs", "uniques", "origins")
+# Node-local: this server's identity (and cluster key), what it knows of its peers, its event log.
+LOCAL_TABLES = ("node", "peers", "events")
 
 
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
@@ -65,8 +66,23 @@ def _m1_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m2_replication(conn: sqlite3.Connection) -> None:
+    _run_script(
+        conn,
+        """
+        ALTER TABLE objects ADD COLUMN problems TEXT;
+        CREATE TABLE origins (origin TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO origins (origin, seq) SELECT origin, MAX(seq) FROM changes GROUP BY origin;
+        CREATE TABLE peers (
+            node_id TEXT PRIMARY KEY, name TEXT NOT NULL, acked TEXT NOT NULL, updated REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("initial", _m1_initial),
+    ("replication", _m2_replication),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -8,7 +8,6 @@ import logging
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,10 @@ from thinsync.clock import Clock
 from thinsync.errors import Conflict, StoreError
 from thinsync.model.registry import KINDS
 from thinsync.model.validate import SINGLETON_NAME
-from thinsync.store import rows, schema
+from thinsync.store import replica, rows, schema
 from thinsync.store.changes import ChangeRequest, ChangeSet, CommitResult
 from thinsync.store.db import Readers, Writer, connect, open_database
+from thinsync.store.digest import Digest
 from thinsync.store.hlc import HLC
 from thinsync.store.stamps import EMPTY, State, apply
 from thinsync.store.write import commit_local
@@ -75,6 +75,8 @@ class Store:
         store = cls(path, clock)
         store.writer.start()
         store._load_identity()
+        if store.identity is not None:
+            store._next_incarnation()
         return store
 
     def close(self) -> None:
@@ -118,6 +120,40 @@ class Store:
         self.writer.run(job)
         self.identity = identity
         return identity
+
+    def _next_incarnation(self) -> None:
+        """Every start takes a new incarnation (a new origin with its own sequence numbers).
+
+        A data dir restored or rolled back by hand cannot know that it was; if it reused its old
+        origin, its next writes would take sequence numbers its peers already hold with other
+        contents. A fresh origin per start makes that impossible; the old entries the peers hold
+        simply flow back through catch-up.
+        """
+        identity = self.require_identity()
+        fresh = Identity(identity.node_id, identity.name, identity.incarnation + 1, identity.token_secret)
+        self.writer.run(
+            lambda conn: conn.execute("UPDATE node SET value=? WHERE key='incarnation'", (str(fresh.incarnation),))
+        )
+        self.identity = fresh
+
+    def node_value(self, key: str) -> str | None:
+        """A node-local setting (cluster id, cluster key, ...)."""
+        row = self.read(lambda conn: conn.execute("SELECT value FROM node WHERE key=?", (key,)).fetchone())
+        return None if row is None else str(row[0])
+
+    def set_node_values(self, values: dict[str, str | None]) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            for key, value in values.items():
+                if value is None:
+                    conn.execute("DELETE FROM node WHERE key=?", (key,))
+                else:
+                    conn.execute(
+                        "INSERT INTO node (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                        (key, value),
+                    )
+
+        self.writer.run(job)
 
     def require_identity(self) -> Identity:
         if self.identity is None:
@@ -163,6 +199,107 @@ class Store:
             result.after_commit = lambda: self._publish(change)
         return result
 
+    # ---------------------------------------------------------------- replication
+
+    async def apply_remote(self, sets: list[ChangeSet], max_skew_s: float) -> replica.Applied:
+        """Merge change sets from a peer in one transaction; publishes each one applied."""
+
+        def job(conn: sqlite3.Connection) -> replica.Applied:
+            origin = self.require_identity().origin
+            applied = replica.apply_remote(conn, sets, self.hlc, self.clock.time(), max_skew_s, origin)
+
+            def publish() -> None:
+                for change in applied.applied:
+                    self._publish(change)
+
+            applied.after_commit = publish
+            return applied
+
+        return await asyncio.wrap_future(self.writer.submit(job))  # type: ignore[no-any-return]
+
+    def vector(self) -> dict[str, int]:
+        return self.read(rows.vector)
+
+    def log_page(self, after_id: int, theirs: dict[str, int], limit: int) -> tuple[list[ChangeSet], int]:
+        return self.read(lambda conn: replica.log_page(conn, after_id, theirs, limit))
+
+    def first_missing_id(self, theirs: dict[str, int]) -> int:
+        return self.read(lambda conn: replica.first_missing_id(conn, theirs))
+
+    def lacks_history(self, theirs: dict[str, int]) -> bool:
+        return self.read(lambda conn: replica.lacks_history(conn, theirs))
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.read(replica.snapshot)
+
+    async def replace_all(self, snap: dict[str, Any]) -> None:
+        """Install another server's snapshot in place of this server's configuration and log."""
+        await asyncio.wrap_future(self.writer.submit(lambda conn: replica.replace_all(conn, snap, self.clock.time())))
+
+    async def merge_snapshot(self, snap: dict[str, Any]) -> int:
+        """Merge a snapshot by the per-field rule (own unshipped edits survive) and take its vector."""
+
+        def job(conn: sqlite3.Connection) -> int:
+            changed = replica.merge_objects(conn, snap["objects"], self.clock.time())
+            replica.raise_vector(conn, snap["vector"])
+            return changed
+
+        return await asyncio.wrap_future(self.writer.submit(job))  # type: ignore[no-any-return]
+
+    async def merge_objects(self, objects: list[dict[str, Any]]) -> int:
+        """Repair: merge objects another server holds differently (digest mismatch)."""
+        job = lambda conn: replica.merge_objects(conn, objects, self.clock.time())  # noqa: E731
+        return await asyncio.wrap_future(self.writer.submit(job))  # type: ignore[no-any-return]
+
+    def digest(self) -> Digest:
+        return self.read(replica.digest)
+
+    def objects_in_buckets(self, buckets: set[int]) -> list[dict[str, Any]]:
+        return self.read(lambda conn: replica.objects_in_buckets(conn, buckets))
+
+    async def collect_tombstones(self, covered: dict[str, int]) -> int:
+        job = lambda conn: replica.collect_tombstones(conn, covered)  # noqa: E731
+        return await asyncio.wrap_future(self.writer.submit(job))  # type: ignore[no-any-return]
+
+    def conflicts(self, open_only: bool = True) -> list[dict[str, Any]]:
+        """Recorded conflicts (replicated `conflicts` objects), oldest first."""
+        found = []
+        after = ""
+        while True:
+            page = self.list_live("conflicts", after, 1000)
+            for name, state, _ in page:
+                if open_only and state.vals.get("closed"):
+                    continue
+                found.append({"id": name, **state.vals, "version": state.version})
+            if len(page) < 1000:
+                break
+            after = page[-1][0]
+        return sorted(found, key=lambda c: (c["version"], c["id"]))
+
+    def problems(self, kind: str, name: str) -> list[str]:
+        row = self.read(
+            lambda conn: conn.execute("SELECT problems FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
+        )
+        return json.loads(row[0]) if row and row[0] else []
+
+    def peers(self) -> dict[str, dict[str, Any]]:
+        found = self.read(lambda conn: conn.execute("SELECT node_id, name, acked, updated FROM peers").fetchall())
+        return {r[0]: {"name": r[1], "acked": json.loads(r[2]), "updated": r[3]} for r in found}
+
+    def save_peer(self, node_id: str, name: str, acked: dict[str, int]) -> None:
+        """Remember a peer and the vector it last acknowledged (node-local; not waited for)."""
+        self.writer.submit(
+            lambda conn: conn.execute(
+                "INSERT INTO peers (node_id, name, acked, updated) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (node_id) DO UPDATE SET "
+                "name=excluded.name, acked=excluded.acked, updated=excluded.updated",
+                (node_id, name, rows.dumps(acked), self.clock.time()),
+            )
+        )
+
+    def forget_peers(self) -> None:
+        self.writer.run(lambda conn: conn.execute("DELETE FROM peers"))
+
     # ---------------------------------------------------------------- reads
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -181,15 +318,16 @@ class Store:
             )
         )
 
-    def list_live(self, kind: str, after: str = "", limit: int = 1000) -> list[tuple[str, State]]:
-        """Live objects of a kind in name order, starting after `after`."""
+    def list_live(self, kind: str, after: str = "", limit: int = 1000) -> list[tuple[str, State, list[str]]]:
+        """Live objects of a kind in name order, starting after `after`, with their problems."""
 
-        def fn(conn: sqlite3.Connection) -> list[tuple[str, State]]:
+        def fn(conn: sqlite3.Connection) -> list[tuple[str, State, list[str]]]:
             found = conn.execute(
-                "SELECT name, vals, stamps, tomb FROM objects WHERE kind=? AND live=1 AND name>? ORDER BY name LIMIT ?",
+                "SELECT name, vals, stamps, tomb, problems FROM objects "
+                "WHERE kind=? AND live=1 AND name>? ORDER BY name LIMIT ?",
                 (kind, after, limit),
             ).fetchall()
-            return [(r[0], rows.row_state((r[1], r[2], r[3]))) for r in found]
+            return [(r[0], rows.row_state((r[1], r[2], r[3])), json.loads(r[4]) if r[4] else []) for r in found]
 
         return self.read(fn)
 
@@ -276,9 +414,3 @@ class Store:
             return {"objects": per_kind, "changes": log_len}
 
         return self.read(fn)
-
-
-def wall_iso(hlc: int) -> str:
-    """The wall time of an HLC value as ISO 8601 UTC with milliseconds."""
-    ms = hlc >> 16
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"

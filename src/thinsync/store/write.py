@@ -17,12 +17,12 @@ from thinsync.model.validate import (
     merge_patch,
     validate_body,
 )
-from thinsync.store import rows
+from thinsync.store import conflicts, rows
 from thinsync.store.changes import ChangeRequest, ChangeSet, CommitResult, Item, Op, OpResult
-from thinsync.store.hlc import HLC, make_stamp, stamp_hlc
+from thinsync.store.hlc import HLC, make_stamp, stamp_hlc, wall_iso
 from thinsync.store.stamps import State, apply
 
-_Planned = tuple[KindSpec, str, State, dict[str, Any], bool]
+_Planned = tuple[KindSpec, str, State, dict[str, Any], bool, Op]
 
 
 def commit_local(
@@ -43,24 +43,29 @@ def commit_local(
         fields, delete = plan(spec, name, op, before)
         results.append(OpResult(spec.name, name, op.action, not before.live and not delete, False, before))
         if fields or delete:
-            planned.append((spec, name, before, fields, delete))
+            planned.append((spec, name, before, fields, delete, op))
     if not planned:
         return CommitResult(results=results, change=None), None
 
     # A local write is stamped above the wall clock, every stamp seen, and the objects it touches.
-    floor = max((stamp_hlc(before.version) + 1 for _, _, before, _, _ in planned if before.version), default=0)
+    floor = max((stamp_hlc(p[2].version) + 1 for p in planned if p[2].version), default=0)
     value = hlc.now(floor)
     stamp = make_stamp(value, origin)
     items: list[Item] = []
     after: dict[tuple[str, str], State] = {}
-    for spec, name, before, fields, delete in planned:
+    related = conflicts.related_keys(conn, [(spec.name, name, before) for spec, name, before, *_ in planned])
+    pending = conflicts.Pending()
+    at = wall_iso(value)
+    for spec, name, before, fields, delete, _ in planned:
         state = apply(before, stamp, fields, delete)
         after[(spec.name, name)] = state
         bases = {f: before.stamps.get(f) for f in fields}
-        items.append(Item(spec.name, name, fields, delete, before.version or None, bases, before.tomb))
+        item = Item(spec.name, name, fields, delete, before.version or None, bases, before.tomb)
+        items.append(item)
         rows.write_object(conn, spec.name, name, state, stamp)
+        conflicts.settle(conn, item, pending, at, request.author)
     lookup = rows.TxLookup(conn)
-    for spec, name, before, _, _ in planned:
+    for spec, name, before, *_ in planned:
         state = after[(spec.name, name)]
         if state.live:
             # A write may not introduce a break; breaks a merge created are the merge's to report.
@@ -71,6 +76,9 @@ def commit_local(
             check_delete(spec, name, lookup)
     if any(kind in ACCOUNT_KINDS for kind, _ in after):
         check_accounts(*rows.accounts(conn))
+    conflicts.refresh_problems(conn, related | set(after), pending, at)
+    # Conflicts this change closes travel in the same change set.
+    items.extend(conflicts.write_pending(conn, pending, stamp, skip={n for k, n in after if k == conflicts.KIND}))
     draft = ChangeSet(
         0, origin, rows.next_seq(conn, origin), value, request.author, request.summary, tuple(items), clock.time()
     )

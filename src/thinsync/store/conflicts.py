@@ -1,0 +1,189 @@
+"""Conflicts and validity after merge, recorded as replicated `conflicts` objects.
+
+Field conflicts: an incoming change set a field that this server had changed concurrently (its
+stamp is not the one the writer saw). The merge has already decided (higher stamp wins); the
+record keeps both values so an operator can keep the other one. The record's id is derived from
+the two stamps, and the record itself is written as a change set of this server, so it replicates:
+every server ends up with the same inbox whichever of them noticed the conflict first.
+
+A conflict closes when an operator resolves it (an ordinary change that also closes it), when the
+losing side's writer continues its own line (a later change whose base is the losing stamp:
+`superseded`), or, for validity conflicts, when the break is gone (`fixed`). Closing sets only the
+`closed` field, which no opening ever writes, so a late duplicate opening cannot reopen it.
+
+Validity: breaks only a merge can create (a reference to a deleted object, one MAC on two
+terminals) are computed from the merged state, stored on the object (`objects.problems`) and
+recorded as conflicts of field `validity`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from thinsync.model.registry import KINDS, OPEN_LOSER
+from thinsync.model.validate import ref_targets, unique_keys
+from thinsync.store import rows
+from thinsync.store.changes import Item
+from thinsync.store.stamps import State, apply
+
+Key = tuple[str, str]
+KIND = "conflicts"
+DELETED = "(deleted)"
+
+
+def conflict_id(kind: str, name: str, field_name: str, *parts: str) -> str:
+    text = "\x00".join([kind, name, field_name, *sorted(parts)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Pending:
+    """Conflict records to open or close, written together at the end of a transaction."""
+
+    opened: dict[str, dict[str, Any]] = field(default_factory=dict)
+    closed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.opened or self.closed)
+
+
+def detect(before: State, item: Item, stamp: str) -> list[dict[str, Any]]:
+    """Conflicts an incoming item creates against the receiver's state before it is merged."""
+    found: list[dict[str, Any]] = []
+    if not before.stamps or item.kind == KIND:
+        return found
+    if item.delete:
+        seen = item.base or ""
+        if before.live and any(s > seen for s in before.stamps.values()):
+            mine = max(before.stamps.values())
+            found.append(_record(item, "*", (mine, "(changed)"), (stamp, DELETED)))
+        return found
+    unseen_delete = before.tomb is not None and before.tomb > (item.base_tomb or "")
+    if unseen_delete and (not before.live or (before.tomb or "") > max(before.stamps.values())):
+        found.append(_record(item, "*", (before.tomb or "", DELETED), (stamp, "(changed)")))
+    for name, value in item.set.items():
+        if name not in item.bases:
+            continue
+        mine = before.stamps.get(name)
+        if mine is None or mine == stamp or mine == item.bases[name]:
+            continue
+        found.append(_record(item, name, (mine, before.vals.get(name)), (stamp, value)))
+    return found
+
+
+def _record(item: Item, field_name: str, a: tuple[str, Any], b: tuple[str, Any]) -> dict[str, Any]:
+    (s1, v1), (s2, v2) = sorted([a, b], key=lambda e: e[0])
+    return {
+        "name": conflict_id(item.kind, item.name, field_name, s1, s2),
+        "target_kind": item.kind,
+        "target_name": item.name,
+        "field": field_name,
+        "entries": [{"stamp": s2, "value": v2}, {"stamp": s1, "value": v1}],
+        "winner": s2,
+        "loser": s1,
+    }
+
+
+def open_records(conn: sqlite3.Connection, found: Iterable[dict[str, Any]], pending: Pending) -> None:
+    for record in found:
+        if record["name"] in pending.opened or rows.read_state(conn, KIND, record["name"]).live:
+            continue
+        pending.opened[record["name"]] = {k: v for k, v in record.items() if k != "name"}
+
+
+def settle(conn: sqlite3.Connection, item: Item, pending: Pending, at: str, by: str) -> None:
+    """Close the open conflicts whose losing write this item continues (its base is the losing stamp)."""
+    lookup = rows.TxLookup(conn)
+    for name, base in item.bases.items():
+        if base is None:
+            continue
+        key = "\x00".join([item.kind, item.name, name, base])
+        for conflict in lookup.holders(KIND, OPEN_LOSER, key):
+            pending.closed.setdefault(conflict, {"state": "superseded", "at": at, "by": by})
+
+
+def related_keys(conn: sqlite3.Connection, befores: Iterable[tuple[str, str, State]]) -> set[Key]:
+    """Objects whose validity may change with these: referrers and holders of the same unique keys."""
+    lookup = rows.TxLookup(conn)
+    related: set[Key] = set()
+    for kind, name, before in befores:
+        related.update(lookup.referrers(kind, name))
+        if before.live:
+            for label, value in unique_keys(KINDS[kind], dict(before.vals)):
+                related.update((kind, n) for n in lookup.holders(kind, label, value))
+    return related
+
+
+def problems_of(conn: sqlite3.Connection, kind: str, name: str, vals: dict[str, Any]) -> list[str]:
+    spec = KINDS[kind]
+    lookup = rows.TxLookup(conn)
+    found: list[str] = []
+    for target_kind, target in ref_targets(spec, vals):
+        if (target_kind, target) != (kind, name) and not lookup.exists(target_kind, target):
+            found.append(f"refers to {KINDS[target_kind].title} '{target}', which does not exist")
+    for label, value in unique_keys(spec, vals):
+        others = sorted(n for n in lookup.holders(kind, label, value) if n != name)
+        if others:
+            found.append(f"{label} {value} is also used by {spec.title} '{others[0]}'")
+    return sorted(set(found))
+
+
+def refresh_problems(conn: sqlite3.Connection, keys: Iterable[Key], pending: Pending, at: str) -> None:
+    """Recompute the validity of these objects and of the objects related to them."""
+    lookup = rows.TxLookup(conn)
+    todo = {k for k in keys if k[0] != KIND}
+    for kind, name in list(todo):
+        todo.update(lookup.referrers(kind, name))
+        row = conn.execute("SELECT vals, live FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
+        if row and row[1]:
+            for label, value in unique_keys(KINDS[kind], json.loads(row[0])):
+                todo.update((kind, n) for n in lookup.holders(kind, label, value))
+    for kind, name in sorted(todo):
+        row = conn.execute("SELECT vals, live, problems FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
+        if row is None:
+            continue
+        current = problems_of(conn, kind, name, json.loads(row[0])) if row[1] else []
+        stored = json.loads(row[2]) if row[2] else []
+        if current == stored:
+            continue
+        conn.execute(
+            "UPDATE objects SET problems=? WHERE kind=? AND name=?",
+            (rows.dumps(current) if current else None, kind, name),
+        )
+        for reason in set(stored) - set(current):
+            conflict = conflict_id(kind, name, "validity", reason)
+            if rows.read_state(conn, KIND, conflict).live:
+                pending.closed.setdefault(conflict, {"state": "fixed", "at": at, "by": ""})
+        for reason in set(current) - set(stored):
+            conflict = conflict_id(kind, name, "validity", reason)
+            pending.closed.pop(conflict, None)
+            pending.opened[conflict] = {
+                "target_kind": kind,
+                "target_name": name,
+                "field": "validity",
+                "entries": [{"stamp": None, "value": reason}],
+                "winner": None,
+                "loser": None,
+                "closed": None,  # a break that comes back reopens its record
+            }
+
+
+def write_pending(conn: sqlite3.Connection, pending: Pending, stamp: str, skip: set[str]) -> list[Item]:
+    """Write the pending records as items stamped `stamp` (skipping ids the change already holds)."""
+    items: list[Item] = []
+    for name in sorted(set(pending.opened) | set(pending.closed)):
+        if name in skip:
+            continue
+        fields = dict(pending.opened.get(name, {}))
+        if name in pending.closed:
+            fields["closed"] = pending.closed[name]
+        before = rows.read_state(conn, KIND, name)
+        after = apply(before, stamp, fields)
+        rows.write_object(conn, KIND, name, after, stamp)
+        items.append(Item(KIND, name, fields, False, before.version or None, {}, before.tomb))
+    return items
