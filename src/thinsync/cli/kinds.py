@@ -147,4 +147,4 @@ def kind_group(spec: KindSpec) -> click.Group:
 
 
 def all_groups() -> list[click.Group]:
-    return [kind_group(spec) for spec in KINDS.values()]
+    return [kind_group(spec) for spec in KINDS.values() if not spec.internal]

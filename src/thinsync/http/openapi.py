@@ -19,9 +19,10 @@ def input_schema_name(spec: KindSpec) -> str:
 
 
 def _input_schemas() -> dict[str, Any]:
-    _, top = models_json_schema([(spec.model, "validation") for spec in KINDS.values()], ref_template=REF)
+    public = [spec for spec in KINDS.values() if not spec.internal]
+    _, top = models_json_schema([(spec.model, "validation") for spec in public], ref_template=REF)
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
-    for spec in KINDS.values():
+    for spec in public:
         schema = copy.deepcopy(schemas[spec.model.__name__])
         properties = schema.setdefault("properties", {})
         required = [r for r in schema.get("required", []) if r != "name"]

@@ -120,7 +120,7 @@ def router(skip: frozenset[str] = frozenset()) -> APIRouter:
     """Routes for every kind, except those another module serves itself (`skip`)."""
     r = APIRouter()
     for spec in KINDS.values():
-        if spec.name in skip:
+        if spec.name in skip or spec.internal:
             continue
         if spec.singleton:
             _add_singleton(r, spec)
