@@ -22,6 +22,7 @@ from thinsync.http.context import Services
 from thinsync.metrics import Metrics
 from thinsync.settings import Settings
 from thinsync.store import ChangeRequest, Identity, Op, Store
+from thinsync.sync.service import SyncService
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +101,16 @@ class Server:
         metrics = Metrics()
         metrics.add_stats(store.stats)
         events = EventLog(store, settings.event_retention)
+        config = ConfigService(store, passwords)
+        auth = AuthService(store, passwords, clock, settings.token_ttl_s)
         self.services = Services(
             settings=settings,
             store=store,
-            config=ConfigService(store, passwords),
-            auth=AuthService(store, passwords, clock, settings.token_ttl_s),
+            config=config,
+            auth=auth,
             events=events,
             metrics=metrics,
+            sync=SyncService(store, config, auth, events, settings),
         )
         store.subscribe(lambda change: metrics.changes.inc() if change.origin == identity.origin else None)
         self.app: FastAPI = create_app(self.services, lifespan=self._lifespan)
@@ -115,10 +119,12 @@ class Server:
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         identity = self.services.store.require_identity()
         self.services.events.record("server", f"server '{identity.name}' started (thinsync {__version__})")
+        await self.services.sync.start()
         try:
             yield
         finally:
             self.services.shutdown.set()
+            await self.services.sync.stop()
 
     def close(self) -> None:
         """Stop the services in reverse order of start (after the HTTP server has stopped)."""

@@ -54,6 +54,13 @@ class Conflict(ThinsyncError):
     code = "conflict"
 
 
+class ReadOnly(ThinsyncError):
+    """This server refuses edits (the secondary of a mirrored pair)."""
+
+    status = 409
+    code = "read_only"
+
+
 class PreconditionFailed(ThinsyncError):
     status = 412
     code = "precondition_failed"

@@ -24,3 +24,4 @@ def configure(level: str = "INFO", file: Path | None = None) -> None:
     root.setLevel(level.upper())
     # uvicorn's access log is one line per request: too loud for a production line.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)

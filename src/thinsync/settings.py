@@ -54,6 +54,10 @@ class Settings:
     password_time_cost: int = 3
     # A remote stamp further ahead of our clock than this is not applied (sync).
     max_clock_skew_s: float = 60.0
+    # Seconds between digest comparisons with each peer (also compared after every catch-up).
+    digest_interval_s: float = 30.0
+    # Where backups are written (node-local); default: <data dir>/backups.
+    backup_dir: Path | None = None
     # Event log rows kept (oldest dropped first).
     event_retention: int = 100_000
     # Shift this server's wall clock (fault tests that simulate a skewed server).
@@ -73,6 +77,10 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "thinsync.db"
+
+    @property
+    def backups(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def log_file(self) -> Path:

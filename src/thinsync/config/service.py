@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from thinsync.auth.passwords import Passwords, password_problem
 from thinsync.errors import Invalid, NotFound
-from thinsync.model.registry import KINDS, KindSpec
+from thinsync.model.registry import KINDS, PUBLIC_KINDS, KindSpec
 from thinsync.model.types import valid_name
 from thinsync.model.validate import SINGLETON_NAME
 from thinsync.store import ChangeRequest, CommitResult, Op, State, Store, wall_iso
@@ -33,8 +34,8 @@ def public(spec: KindSpec, name: str, state: State, problems: list[str] | None =
 def kind_spec(kind: str) -> KindSpec:
     """The spec for a kind name from a URL or command line; NotFound for an unknown kind."""
     spec = KINDS.get(kind)
-    if spec is None:
-        raise NotFound(f"there is no configuration kind '{kind}'; kinds are: {', '.join(KINDS)}")
+    if spec is None or spec.internal:
+        raise NotFound(f"there is no configuration kind '{kind}'; kinds are: {', '.join(PUBLIC_KINDS)}")
     return spec
 
 
@@ -57,6 +58,9 @@ class ConfigService:
     def __init__(self, store: Store, passwords: Passwords) -> None:
         self.store = store
         self._passwords = passwords
+        # Called before every write; synchronization installs one that refuses edits while pairing
+        # and on a mirrored secondary.
+        self.gate: Callable[[], None] = lambda: None
 
     async def list_page(self, kind: str, cursor: str | None = None, limit: int = MAX_PAGE) -> dict[str, Any]:
         spec = kind_spec(kind)
@@ -105,8 +109,10 @@ class ConfigService:
                 body[secret.stored] = await self._passwords.hash(value)
         return body
 
-    async def write(self, author: str, summary: str, ops: list[Op]) -> CommitResult:
+    async def write(self, author: str, summary: str, ops: list[Op], *, gated: bool = True) -> CommitResult:
         """Commit several ops as one change set (all or nothing)."""
+        if gated:
+            self.gate()
         return await self.store.commit(ChangeRequest(author, summary, tuple(ops)))
 
     async def put(self, author: str, kind: str, name: str, body: Any, if_match: str | None = None) -> Written:

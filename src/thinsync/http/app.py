@@ -8,8 +8,8 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from thinsync import __version__
-from thinsync.http import errors, openapi
-from thinsync.http.api import kinds, session, system
+from thinsync.http import errors, openapi, peer
+from thinsync.http.api import kinds, session, sync, system
 from thinsync.http.context import Services
 from thinsync.http.middleware import LimitsAndMetrics
 
@@ -31,7 +31,9 @@ def create_app(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
     openapi.install(app)
     app.include_router(session.router)
     app.include_router(system.router)
-    app.include_router(kinds.router())
+    app.include_router(sync.router)
+    app.include_router(peer.router)
+    app.include_router(kinds.router(skip=frozenset({"server-list"})))
     app.add_middleware(
         LimitsAndMetrics,
         metrics=svc.metrics,

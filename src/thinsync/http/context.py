@@ -11,6 +11,7 @@ from thinsync.events.log import EventLog
 from thinsync.metrics import Metrics
 from thinsync.settings import Settings
 from thinsync.store import Store
+from thinsync.sync.service import SyncService
 
 
 @dataclass
@@ -21,4 +22,5 @@ class Services:
     auth: AuthService
     events: EventLog
     metrics: Metrics
+    sync: SyncService
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)

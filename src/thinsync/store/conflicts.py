@@ -60,19 +60,19 @@ def detect(before: State, item: Item, stamp: str) -> list[dict[str, Any]]:
     if item.delete:
         seen = item.base or ""
         if before.live and any(s > seen for s in before.stamps.values()):
-            mine = max(before.stamps.values())
-            found.append(_record(item, "*", (mine, "(changed)"), (stamp, DELETED)))
+            latest = max(before.stamps.values())
+            found.append(_record(item, "*", (latest, "(changed)"), (stamp, DELETED)))
         return found
     unseen_delete = before.tomb is not None and before.tomb > (item.base_tomb or "")
     if unseen_delete and (not before.live or (before.tomb or "") > max(before.stamps.values())):
         found.append(_record(item, "*", (before.tomb or "", DELETED), (stamp, "(changed)")))
-    for name, value in item.set.items():
-        if name not in item.bases:
+    for field_name, value in item.set.items():
+        if field_name not in item.bases:
             continue
-        mine = before.stamps.get(name)
-        if mine is None or mine == stamp or mine == item.bases[name]:
+        mine = before.stamps.get(field_name)
+        if mine is None or mine == stamp or mine == item.bases[field_name]:
             continue
-        found.append(_record(item, name, (mine, before.vals.get(name)), (stamp, value)))
+        found.append(_record(item, field_name, (mine, before.vals.get(field_name)), (stamp, value)))
     return found
 
 

@@ -214,6 +214,11 @@ def replace_all(conn: sqlite3.Connection, snap: dict[str, Any], now: float) -> N
     conflicts.refresh_problems(conn, keys, conflicts.Pending(), "")
 
 
+def digest_at(conn: sqlite3.Connection) -> tuple[Digest, dict[str, int]]:
+    """The digest and the vector it was computed at (one read transaction)."""
+    return digest(conn), rows.vector(conn)
+
+
 def digest(conn: sqlite3.Connection) -> Digest:
     d = Digest()
     for k, n, v, s, t in conn.execute("SELECT kind, name, vals, stamps, tomb FROM objects"):

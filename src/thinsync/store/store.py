@@ -121,6 +121,11 @@ class Store:
         self.identity = identity
         return identity
 
+    def new_incarnation(self) -> Identity:
+        """Take a new incarnation now (after installing another server's snapshot)."""
+        self._next_incarnation()
+        return self.require_identity()
+
     def _next_incarnation(self) -> None:
         """Every start takes a new incarnation (a new origin with its own sequence numbers).
 
@@ -253,6 +258,10 @@ class Store:
 
     def digest(self) -> Digest:
         return self.read(replica.digest)
+
+    def digest_at(self) -> tuple[Digest, dict[str, int]]:
+        """The digest and the vector it reflects, read together."""
+        return self.read(replica.digest_at)
 
     def objects_in_buckets(self, buckets: set[int]) -> list[dict[str, Any]]:
         return self.read(lambda conn: replica.objects_in_buckets(conn, buckets))

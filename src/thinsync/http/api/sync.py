@@ -1,0 +1,129 @@
+"""Server list, discover, pairing code, synchronization status, conflicts, promote; backups list."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from thinsync.auth.service import Principal
+from thinsync.backup import archive
+from thinsync.http.deps import etag, if_match, json_body, require, services
+from thinsync.http.openapi import body_spec
+from thinsync.model.registry import KINDS
+
+router = APIRouter()
+Reader = Annotated[Principal, Depends(require("read"))]
+Writer = Annotated[Principal, Depends(require("write"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+@router.get("/api/v1/server-list", operation_id="get_server_list", tags=["server-list"], summary="Read the server list")
+async def get_server_list(request: Request, _: Reader) -> Any:
+    obj = await services(request).config.get("server-list")
+    return JSONResponse(obj, headers=etag(obj["version"]))
+
+
+_server_list_body = body_spec(KINDS["server-list"])
+_server_list_body["requestBody"]["content"]["application/json"]["schema"] = {
+    "allOf": [
+        {"$ref": "#/components/schemas/ServerListInput"},
+        {
+            "type": "object",
+            "properties": {
+                "peer_auth": {
+                    "type": "object",
+                    "description": "the other server's admin credentials {username, password} or {pairing_code}",
+                }
+            },
+        },
+    ]
+}
+
+
+@router.put(
+    "/api/v1/server-list",
+    operation_id="put_server_list",
+    tags=["server-list"],
+    summary="Replace the server list; turning auto_sync on pairs with the other server",
+    openapi_extra=_server_list_body,
+)
+async def put_server_list(request: Request, who: Admin) -> Any:
+    body = await json_body(request)
+    obj = await services(request).sync.set_server_list(body, who.name, if_match(request))
+    return JSONResponse(obj, headers=etag(obj["version"]))
+
+
+class DiscoverIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=253)
+    port: int = Field(2031, ge=1, le=65535)
+
+
+@router.post("/api/v1/discover", operation_id="discover", tags=["sync"], summary="Resolve a server name")
+async def discover(request: Request, body: DiscoverIn, _: Reader) -> Any:
+    return await services(request).sync.discover(body.name, body.port)
+
+
+@router.post("/api/v1/pairing-code", operation_id="pairing_code", tags=["sync"], summary="Show a one-time pairing code")
+async def pairing_code(request: Request, who: Admin) -> Any:
+    svc = services(request)
+    code, expires = svc.sync.codes.issue()
+    svc.events.record("sync", f"{who.name} showed a pairing code")
+    return {"pairing_code": code, "expires": expires}
+
+
+@router.get("/api/v1/sync/status", operation_id="sync_status", tags=["sync"], summary="Synchronization status")
+async def sync_status(request: Request, _: Reader) -> Any:
+    return await services(request).sync.status()
+
+
+@router.post("/api/v1/sync/now", operation_id="sync_now", tags=["sync"], summary="Push and compare digests now")
+async def sync_now(request: Request, _: Writer) -> Any:
+    svc = services(request)
+    svc.sync.sync_now()
+    return await svc.sync.status()
+
+
+@router.post(
+    "/api/v1/sync/promote", operation_id="sync_promote", tags=["sync"], summary="Make this secondary the primary"
+)
+async def promote(request: Request, who: Admin) -> Any:
+    return await services(request).sync.promote(who.name)
+
+
+@router.get("/api/v1/sync/conflicts", operation_id="sync_conflicts", tags=["sync"], summary="Recorded conflicts")
+async def conflicts(request: Request, _: Reader, all: bool = False) -> Any:  # noqa: A002
+    return {"items": await services(request).sync.conflicts(open_only=not all)}
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keep: str = Field(pattern="^(winner|other)$")
+
+
+@router.post(
+    "/api/v1/sync/conflicts/{conflict_id}/resolve",
+    operation_id="sync_resolve",
+    tags=["sync"],
+    summary="Resolve a conflict: keep the winner or the other value",
+)
+async def resolve(request: Request, conflict_id: str, body: ResolveIn, who: Writer) -> Any:
+    return await services(request).sync.resolve(conflict_id, body.keep, who.name)
+
+
+@router.get("/api/v1/backups", operation_id="list_backups", tags=["backups"], summary="Backups on this server")
+async def list_backups(request: Request, _: Reader) -> Any:
+    svc = services(request)
+    return {"items": await asyncio.to_thread(archive.list_backups, svc.settings.backups)}
+
+
+@router.post("/api/v1/backups", operation_id="create_backup", tags=["backups"], summary="Back up now", status_code=201)
+async def create_backup(request: Request, who: Writer) -> Any:
+    svc = services(request)
+    manifest = await asyncio.to_thread(archive.create, svc.store, svc.settings.backups, f"by {who.name}")
+    svc.events.record("backup", f"{who.name} made backup {manifest['id']}")
+    return JSONResponse(manifest, status_code=201)

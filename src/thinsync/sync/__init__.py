@@ -1,0 +1,1 @@
+"""L4: automatic synchronization between the servers of the server list."""

@@ -1,0 +1,229 @@
+"""Peer protocol: signed HTTP requests, signed WebSocket frames, message limits. Pure (no I/O).
+
+Every peer request carries the sender's node id, the cluster id, a time, a nonce and an
+HMAC-SHA256 over them and the body, keyed by the cluster key both servers received at pairing.
+Link frames are `<seq> <hmac> <json>`, where the HMAC also covers the connection's nonce, the
+direction and the frame sequence number, so a frame cannot be replayed, reordered or moved to
+another connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from thinsync import PROTOCOL_VERSION
+from thinsync.errors import ThinsyncError, Unauthorized
+from thinsync.store.changes import ChangeSet, Item
+from thinsync.store.schema import SCHEMA_VERSION
+
+MAX_FRAME = 16 * 1024 * 1024
+# Requests dated further from the receiver's clock are refused; generous, because clocks of
+# paired servers may be minutes apart (that is reported, not fatal).
+MAX_REQUEST_AGE_S = 3600.0
+PAGE_SETS = 500
+PAGE_BYTES = 512 * 1024
+
+H_NODE = "x-thinsync-node"
+H_CLUSTER = "x-thinsync-cluster"
+H_TIME = "x-thinsync-time"
+H_NONCE = "x-thinsync-nonce"
+H_SIGNATURE = "x-thinsync-signature"
+
+
+class PeerRefused(ThinsyncError):
+    status = 403
+    code = "peer_refused"
+
+
+def versions() -> dict[str, int]:
+    return {"protocol": PROTOCOL_VERSION, "schema": SCHEMA_VERSION}
+
+
+def version_mismatch(theirs: Mapping[str, Any]) -> str | None:
+    """A plain sentence naming the versions that differ, or None."""
+    mine = versions()
+    differ = [f"{k} {theirs.get(k)} there, {v} here" for k, v in mine.items() if theirs.get(k) != v]
+    return ("incompatible versions: " + "; ".join(differ)) if differ else None
+
+
+def _mac(key: str, *parts: str | bytes) -> str:
+    h = hmac.new(bytes.fromhex(key), digestmod=hashlib.sha256)
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else part.encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def sign_request(key: str, cluster_id: str, node_id: str, method: str, path: str, body: bytes) -> dict[str, str]:
+    """Headers that authenticate one peer request."""
+    stamp = f"{time.time():.3f}"
+    nonce = secrets.token_hex(16)
+    body_hash = hashlib.sha256(body).hexdigest()
+    return {
+        H_NODE: node_id,
+        H_CLUSTER: cluster_id,
+        H_TIME: stamp,
+        H_NONCE: nonce,
+        H_SIGNATURE: _mac(key, method.upper(), path, node_id, cluster_id, stamp, nonce, body_hash),
+    }
+
+
+@dataclass(frozen=True)
+class PeerClaim:
+    node_id: str
+    nonce: str
+
+
+class NonceCache:
+    """Nonces seen recently: a second request with the same nonce is a replay."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def check_and_add(self, nonce: str, now: float) -> bool:
+        with self._lock:
+            while self._seen and (
+                len(self._seen) >= self._capacity or next(iter(self._seen.values())) < now - 2 * MAX_REQUEST_AGE_S
+            ):
+                self._seen.popitem(last=False)
+            if nonce in self._seen:
+                return False
+            self._seen[nonce] = now
+            return True
+
+
+def verify_request(
+    key: str | None,
+    cluster_id: str | None,
+    headers: Mapping[str, str],
+    method: str,
+    path: str,
+    body: bytes,
+    nonces: NonceCache,
+    now: float,
+) -> PeerClaim:
+    """Check a peer request's signature; raises Unauthorized (401) or PeerRefused (403)."""
+    missing = [h for h in (H_NODE, H_CLUSTER, H_TIME, H_NONCE, H_SIGNATURE) if not headers.get(h)]
+    if missing:
+        raise Unauthorized("peer requests must be signed with the cluster key (see docs/operations.md, pairing)")
+    if key is None or cluster_id is None:
+        raise PeerRefused("this server is not paired with any other server")
+    if not hmac.compare_digest(headers[H_CLUSTER], cluster_id):
+        raise PeerRefused("the request comes from another cluster")
+    try:
+        sent = float(headers[H_TIME])
+    except ValueError:
+        raise Unauthorized("the peer request's time is not a number") from None
+    if abs(now - sent) > MAX_REQUEST_AGE_S:
+        raise Unauthorized("the peer request is too old or dated in the future; check the servers' clocks")
+    expected = _mac(
+        key,
+        method.upper(),
+        path,
+        headers[H_NODE],
+        headers[H_CLUSTER],
+        headers[H_TIME],
+        headers[H_NONCE],
+        hashlib.sha256(body).hexdigest(),
+    )
+    if not hmac.compare_digest(expected, headers[H_SIGNATURE]):
+        raise Unauthorized("the peer request's signature is wrong (not signed with this cluster's key)")
+    if not nonces.check_and_add(headers[H_NONCE], now):
+        raise Unauthorized("the peer request was replayed")
+    return PeerClaim(headers[H_NODE], headers[H_NONCE])
+
+
+class FrameError(ThinsyncError):
+    status = 400
+    code = "bad_frame"
+
+
+class FrameCodec:
+    """Signs outgoing and checks incoming frames of one link connection."""
+
+    def __init__(self, key: str, connection: str, outgoing: str) -> None:
+        self._key = key
+        self._connection = connection
+        self._out = outgoing
+        self._in = "s" if outgoing == "c" else "c"
+        self._sent = 0
+        self._received = 0
+
+    def encode(self, message: Mapping[str, Any]) -> str:
+        self._sent += 1
+        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        mac = _mac(self._key, self._connection, self._out, str(self._sent), body)
+        return f"{self._sent} {mac} {body}"
+
+    def decode(self, frame: str | bytes) -> dict[str, Any]:
+        if isinstance(frame, bytes):
+            frame = frame.decode("utf-8", "replace")
+        if len(frame) > MAX_FRAME:
+            raise FrameError("frame too large")
+        try:
+            seq_text, mac, body = frame.split(" ", 2)
+            seq = int(seq_text)
+        except ValueError:
+            raise FrameError("malformed frame") from None
+        if seq != self._received + 1:
+            raise FrameError(f"frame {seq} out of order (expected {self._received + 1}): replayed or lost")
+        expected = _mac(self._key, self._connection, self._in, seq_text, body)
+        if not hmac.compare_digest(expected, mac):
+            raise FrameError("frame signature is wrong")
+        self._received = seq
+        try:
+            message = json.loads(body)
+        except ValueError:
+            raise FrameError("frame body is not JSON") from None
+        if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+            raise FrameError("frame has no message type")
+        return message
+
+
+def set_to_json(change: ChangeSet) -> dict[str, Any]:
+    return {
+        "origin": change.origin,
+        "seq": change.seq,
+        "hlc": change.hlc,
+        "author": change.author,
+        "summary": change.summary,
+        "items": [i.to_json() for i in change.items],
+    }
+
+
+def set_from_json(data: Mapping[str, Any]) -> ChangeSet:
+    try:
+        items = tuple(Item.from_json(i) for i in data["items"])
+        return ChangeSet(
+            0,
+            str(data["origin"]),
+            int(data["seq"]),
+            int(data["hlc"]),
+            str(data["author"]),
+            str(data["summary"]),
+            items,
+            0.0,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FrameError(f"malformed change set: {exc}") from None
+
+
+def lag(mine: Mapping[str, int], theirs: Mapping[str, int]) -> int:
+    """How many change sets this server holds that the other does not."""
+    return sum(max(0, seq - theirs.get(origin, 0)) for origin, seq in mine.items())
+
+
+def covers(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
+    """True when vector `a` holds everything `b` holds."""
+    return all(a.get(origin, 0) >= seq for origin, seq in b.items())
