@@ -214,11 +214,14 @@ async def test_operator_writes_configuration_but_not_accounts(inproc: InProcess)
         ("PUT", "/api/v1/display-servers/ds1", {"address": "10.0.0.1"}, 201),
         ("PATCH", "/api/v1/display-servers/ds1", {"port": 3390}, 200),
         ("PUT", "/api/v1/settings", {"replacement": "automatic"}, 200),
-        ("PATCH", "/api/v1/server-list", {"mode": "mirrored"}, 200),
         ("DELETE", "/api/v1/display-servers/ds1", None, 204),
     ]:
         response = await inproc.call(method, path, user="otto", json=body)
         assert response.status_code == status, (method, path, response.text)
+    # The server list decides which servers share the configuration (pairing): admins only.
+    with nothing_written(inproc):
+        response = await inproc.call("PATCH", "/api/v1/server-list", user="otto", json={"mode": "mirrored"})
+        assert_error(response, 403, "forbidden", "'admin' permission")
 
     assert (await inproc.call("GET", "/api/v1/admins", user="otto")).status_code == 200
     with nothing_written(inproc):

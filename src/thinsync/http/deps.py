@@ -45,9 +45,34 @@ async def json_body(request: Request, allowed: tuple[str, ...] = JSON_TYPES) -> 
     if not raw.strip():
         raise BadRequest("the request has no body; send a JSON object")
     try:
-        return json.loads(raw, parse_constant=_no_constants)
+        body = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if _has_lone_surrogate(body):
+        raise BadRequest("the body is not valid JSON text: a string holds half of a UTF-16 surrogate pair")
+    return body
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a key or string holds a lone surrogate, as JSON's "\\ud800" or raw bytes give.
+
+    Python keeps such a str, but it cannot be encoded: hashing it or echoing it in an error
+    message would fail with a 500, so the body is refused at the door.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(item.keys())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def if_match(request: Request) -> str | None:

@@ -11,9 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from thinsync.auth.service import Principal
 from thinsync.backup import archive
-from thinsync.http.deps import etag, if_match, json_body, require, services
+from thinsync.errors import Invalid
+from thinsync.http.deps import PATCH_TYPES, etag, if_match, json_body, require, services
 from thinsync.http.openapi import body_spec
 from thinsync.model.registry import KINDS
+from thinsync.model.validate import merge_patch
 
 router = APIRouter()
 Reader = Annotated[Principal, Depends(require("read"))]
@@ -54,6 +56,28 @@ _server_list_body["requestBody"]["content"]["application/json"]["schema"] = {
 async def put_server_list(request: Request, who: Admin) -> Any:
     body = await json_body(request)
     obj = await services(request).sync.set_server_list(body, who.name, if_match(request))
+    return JSONResponse(obj, headers=etag(obj["version"]))
+
+
+@router.patch(
+    "/api/v1/server-list",
+    operation_id="patch_server_list",
+    tags=["server-list"],
+    summary="Change some of the server list (JSON merge patch); turning auto_sync on pairs",
+    openapi_extra=body_spec(KINDS["server-list"], patch=True),
+)
+async def patch_server_list(request: Request, who: Admin) -> Any:
+    svc = services(request)
+    patch = await json_body(request, PATCH_TYPES)
+    if not isinstance(patch, dict):
+        raise Invalid("a merge patch must be a JSON object")
+    current = await svc.config.get("server-list")
+    current.pop("version", None)
+    peer_auth = patch.pop("peer_auth", None)
+    body = merge_patch(current, patch)
+    if peer_auth is not None:
+        body["peer_auth"] = peer_auth
+    obj = await svc.sync.set_server_list(body, who.name, if_match(request))
     return JSONResponse(obj, headers=etag(obj["version"]))
 
 
