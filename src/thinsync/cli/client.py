@@ -61,6 +61,8 @@ class Api:
     def request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
         """Send a request; return the decoded JSON (None for 204); raise CliError on an error."""
         headers = dict(kwargs.pop("headers", {}) or {})
+        if "timeout" in kwargs:
+            kwargs["timeout"] = httpx2.Timeout(kwargs["timeout"], connect=5.0)
         if auth:
             if self._token is None:
                 self._login()

@@ -147,4 +147,5 @@ def kind_group(spec: KindSpec) -> click.Group:
 
 
 def all_groups() -> list[click.Group]:
-    return [kind_group(spec) for spec in KINDS.values() if not spec.internal]
+    # The server list has commands of its own (pairing needs the other server's credentials).
+    return [kind_group(spec) for spec in KINDS.values() if not spec.internal and spec.name != "server-list"]

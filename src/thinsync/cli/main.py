@@ -16,6 +16,7 @@ from thinsync.cli.client import Api, CliError
 from thinsync.cli.kinds import all_groups
 from thinsync.cli.output import emit_json, table
 from thinsync.cli.remote import remote
+from thinsync.cli.sync import commands as sync_commands
 from thinsync.errors import ThinsyncError
 from thinsync.logs import configure
 from thinsync.settings import Settings
@@ -91,9 +92,14 @@ def _default_name() -> str:
 @click.option(
     "--data", type=click.Path(file_okay=False), help="where to keep the demo data (a temporary directory by default)"
 )
-@click.option("--port", default=2031, show_default=True, help="HTTP port (0 picks a free one)")
+@click.option(
+    "--port",
+    default=2031,
+    show_default=True,
+    help="HTTP port of the primary; the secondary takes the next (0: free ports)",
+)
 def demo(data: str | None, port: int) -> None:
-    """Start a server on loopback with sample configuration; Ctrl-C stops it."""
+    """Start a paired primary and secondary on loopback with sample configuration; Ctrl-C stops them."""
     from thinsync.cli.demo import run_demo
 
     run_demo(data, port)
@@ -133,7 +139,7 @@ def history(api: Api, as_json: bool, kind: str, name: str) -> None:
         table(items, ["time", "author", "server", "summary", "version"])
 
 
-for _group in all_groups():
+for _group in [*all_groups(), *sync_commands()]:
     cli.add_command(_group)
 
 

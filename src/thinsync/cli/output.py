@@ -8,18 +8,24 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
+    """Cells are plain text: no markup, no emoji codes (a MAC like 00:ab:... must stay as it is)."""
     if value is None:
-        return ""
+        return Text("")
     if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
+        return Text(json.dumps(value, separators=(",", ":")))
+    return Text(str(value))
+
+
+def _console() -> Console:
+    return Console(emoji=False, highlight=False)
 
 
 def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
@@ -28,7 +34,7 @@ def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = No
         t.add_column(col)
     for row in rows:
         t.add_row(*(_cell(row.get(col)) for col in columns))
-    Console().print(t)
+    _console().print(t)
 
 
 def show_object(obj: dict[str, Any]) -> None:
@@ -36,5 +42,5 @@ def show_object(obj: dict[str, Any]) -> None:
     t.add_column("field", style="bold")
     t.add_column("value")
     for key in sorted(obj):
-        t.add_row(key, _cell(obj[key]))
-    Console().print(t)
+        t.add_row(Text(key), _cell(obj[key]))
+    _console().print(t)

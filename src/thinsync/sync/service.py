@@ -21,7 +21,7 @@ from thinsync.model.validate import SINGLETON_NAME, validate_body
 from thinsync.settings import Settings
 from thinsync.store import ChangeSet, Op, Store, wall_iso
 from thinsync.store.hlc import stamp_hlc, stamp_origin
-from thinsync.sync import pairing
+from thinsync.sync import manual, pairing
 from thinsync.sync import protocol as p
 from thinsync.sync.inbound import Receiver, Transport
 from thinsync.sync.link import Cluster, Pusher
@@ -461,6 +461,37 @@ class SyncService:
             )
         self.events.record("sync", f"{by} turned automatic synchronization off", level="warning")
         await self._refresh()
+
+    # ------------------------------------------------------------------ manual synchronization
+
+    async def manual(self, source: str, target: str, dry_run: bool, peer_auth: Any, author: str) -> dict[str, Any]:
+        """Copy the whole configuration from `source` to this server (`target`), auto-sync off only."""
+        if self._server_list.get("auto_sync"):
+            raise Conflict(
+                "automatic synchronization is on: the servers already copy every change; "
+                "manual synchronization is only for servers without it"
+            )
+        identity = self.store.require_identity()
+        if target.lower() != identity.name.lower():
+            raise Conflict(
+                f"run the manual synchronization on the server that receives the configuration "
+                f"('{target}'); this is '{identity.name}'"
+            )
+        entry = next((e for e in pairing.entries(self._server_list) if e["name"].lower() == source.lower()), None)
+        if entry is None:
+            raise Invalid(f"'{source}' is not on the server list; add it (with its address) first")
+        if not isinstance(peer_auth, dict) or "username" not in peer_auth or "password" not in peer_auth:
+            raise Invalid('give peer_auth {"username", "password"} of an admin account on ' + source)
+        objects = await manual.fetch(entry["address"], entry["port"], peer_auth)
+        if dry_run:
+            return {"dry_run": True, "diff": manual.diff(objects, await manual.local_objects(self.config))}
+        result = await manual.copy_here(self.store, self.config, self.settings, objects, author, source)
+        self.events.record(
+            "sync",
+            f"{author} copied the configuration from {source} "
+            f"({result['changed_objects']} objects, backup {result['backup']} first)",
+        )
+        return {"dry_run": False, **result}
 
     # ------------------------------------------------------------------ discover
 

@@ -119,6 +119,24 @@ async def promote(request: Request, who: Admin) -> Any:
     return await services(request).sync.promote(who.name)
 
 
+class ManualIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    source: str = Field(alias="from", min_length=1, max_length=64)
+    target: str = Field(alias="to", min_length=1, max_length=64)
+    dry_run: bool = True
+    peer_auth: dict[str, str] | None = None
+
+
+@router.post(
+    "/api/v1/sync/manual",
+    operation_id="sync_manual",
+    tags=["sync"],
+    summary="Copy the whole configuration from another server to this one (auto-sync off only)",
+)
+async def sync_manual(request: Request, body: ManualIn, who: Admin) -> Any:
+    return await services(request).sync.manual(body.source, body.target, body.dry_run, body.peer_auth, who.name)
+
+
 @router.get("/api/v1/sync/conflicts", operation_id="sync_conflicts", tags=["sync"], summary="Recorded conflicts")
 async def conflicts(request: Request, _: Reader, all: bool = False) -> Any:  # noqa: A002
     return {"items": await services(request).sync.conflicts(open_only=not all)}
