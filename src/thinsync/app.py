@@ -112,6 +112,7 @@ class Server:
             metrics=metrics,
             sync=SyncService(store, config, auth, events, settings),
         )
+        self.services.sync.register_metrics(metrics)
         store.subscribe(lambda change: metrics.changes.inc() if change.origin == identity.origin else None)
         self.app: FastAPI = create_app(self.services, lifespan=self._lifespan)
 

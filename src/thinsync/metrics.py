@@ -25,6 +25,19 @@ class _StatsCollector(Collector):
         yield GaugeMetricFamily("thinsync_change_log_entries", "Change sets in the change log", value=stats["changes"])
 
 
+class _GaugeCollector(Collector):
+    def __init__(
+        self, name: str, doc: str, labels: list[str], read: Callable[[], list[tuple[list[str], float]]]
+    ) -> None:
+        self._name, self._doc, self._labels, self._read = name, doc, labels, read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._doc, labels=self._labels)
+        for labels, value in self._read():
+            family.add_metric(labels, value)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -42,6 +55,12 @@ class Metrics:
     def add_stats(self, read: Callable[[], dict[str, Any]]) -> None:
         """Expose store counts, read at scrape time."""
         self.registry.register(_StatsCollector(read))
+
+    def add_gauges(
+        self, name: str, doc: str, labels: list[str], read: Callable[[], list[tuple[list[str], float]]]
+    ) -> None:
+        """A gauge family whose samples `read` returns at scrape time."""
+        self.registry.register(_GaugeCollector(name, doc, labels, read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

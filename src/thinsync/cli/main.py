@@ -71,7 +71,7 @@ def serve(data: str, listen: str | None, tftp: str | None, ready_file: str | Non
             err=True,
         )
     try:
-        asyncio.run(_serve(settings))
+        _run(_serve(settings))
     except ThinsyncError as exc:
         raise CliError(exc.message) from exc
 
@@ -80,6 +80,16 @@ async def _serve(settings: Settings) -> None:
     from thinsync.runtime import serve as run
 
     await run(settings)
+
+
+def _run(coro: Any) -> None:
+    """Run on uvloop when the `speed` extra is installed (uvicorn then also picks httptools)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 def _default_name() -> str:

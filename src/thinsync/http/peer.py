@@ -14,11 +14,12 @@ from starlette.websockets import WebSocketDisconnect
 from thinsync.errors import BadRequest, ThinsyncError
 from thinsync.http.context import Services
 from thinsync.http.deps import services
+from thinsync.http.routing import PrefixRoute
 from thinsync.sync import protocol as p
 from thinsync.sync.inbound import Transport
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["peer"])
+router = APIRouter(tags=["peer"], route_class=PrefixRoute)
 
 
 async def _signed(request: Request) -> tuple[Services, bytes]:

@@ -18,7 +18,7 @@ from thinsync.errors import Conflict, StoreError
 from thinsync.model.registry import KINDS
 from thinsync.model.validate import SINGLETON_NAME
 from thinsync.store import replica, rows, schema
-from thinsync.store.changes import ChangeRequest, ChangeSet, CommitResult
+from thinsync.store.changes import ChangeRequest, ChangeSet, CommitResult, Item
 from thinsync.store.db import Readers, Writer, connect, open_database
 from thinsync.store.digest import Digest
 from thinsync.store.hlc import HLC
@@ -186,6 +186,13 @@ class Store:
             except Exception:
                 log.exception("change listener failed")
 
+    def _publish_merged(self, kinds: set[str]) -> None:
+        """Objects of these kinds changed without a change set (a snapshot installed or merged, a repair):
+        tell subscribers, so caches of them (accounts, the server list) are refreshed. The notice has
+        id 0 and no origin: it is not in the log, and the change stream does not show it."""
+        items = tuple(Item(kind, "", {}, False, None) for kind in sorted(kinds))
+        self._publish(ChangeSet(0, "", 0, 0, "thinsync sync", "objects merged from another server", items, 0.0))
+
     # ---------------------------------------------------------------- the one write path
 
     def commit_sync(self, request: ChangeRequest) -> CommitResult:
@@ -239,7 +246,9 @@ class Store:
 
     async def replace_all(self, snap: dict[str, Any]) -> None:
         """Install another server's snapshot in place of this server's configuration and log."""
+        kinds = {str(o["kind"]) for o in snap["objects"]} | set(KINDS)
         await asyncio.wrap_future(self.writer.submit(lambda conn: replica.replace_all(conn, snap, self.clock.time())))
+        self._publish_merged(kinds)
 
     async def merge_snapshot(self, snap: dict[str, Any]) -> int:
         """Merge a snapshot by the per-field rule (own unshipped edits survive) and take its vector."""
@@ -249,12 +258,18 @@ class Store:
             replica.raise_vector(conn, snap["vector"])
             return changed
 
-        return await asyncio.wrap_future(self.writer.submit(job))  # type: ignore[no-any-return]
+        changed: int = await asyncio.wrap_future(self.writer.submit(job))
+        if changed:
+            self._publish_merged({str(o["kind"]) for o in snap["objects"]})
+        return changed
 
     async def merge_objects(self, objects: list[dict[str, Any]]) -> int:
         """Repair: merge objects another server holds differently (digest mismatch)."""
         job = lambda conn: replica.merge_objects(conn, objects, self.clock.time())  # noqa: E731
-        return await asyncio.wrap_future(self.writer.submit(job))  # type: ignore[no-any-return]
+        changed: int = await asyncio.wrap_future(self.writer.submit(job))
+        if changed:
+            self._publish_merged({str(o["kind"]) for o in objects})
+        return changed
 
     def digest(self) -> Digest:
         return self.read(replica.digest)

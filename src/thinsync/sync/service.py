@@ -28,6 +28,7 @@ from thinsync.sync.link import Cluster, Pusher
 from thinsync.sync.state import PeerState
 
 log = logging.getLogger(__name__)
+TOMBSTONE_CHECK_S = 60.0
 
 
 class SyncService:
@@ -48,6 +49,7 @@ class SyncService:
         self._pairing: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconcile_lock = asyncio.Lock()
+        self._housekeeper: asyncio.Task[None] | None = None
         self.receiver = Receiver(store, events, settings.max_clock_skew_s, self._on_inbound)
         config.gate = self.write_gate
 
@@ -59,9 +61,12 @@ class SyncService:
         self._server_list = await asyncio.to_thread(self._read_server_list)
         self.store.subscribe(self._on_change)
         await self.reconcile()
+        self._housekeeper = asyncio.create_task(self._housekeeping())
 
     async def stop(self) -> None:
         self.store.unsubscribe(self._on_change)
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
         for pusher in list(self._pushers.values()):
             await pusher.stop()
         self._pushers.clear()
@@ -134,6 +139,30 @@ class SyncService:
                     pusher.start()
 
     # ------------------------------------------------------------------ edits allowed here?
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(TOMBSTONE_CHECK_S)
+            try:
+                removed = await self.collect_tombstones()
+                if removed:
+                    log.info("released %d tombstones every member holds", removed)
+            except Exception:
+                log.exception("tombstone collection failed")
+
+    async def collect_tombstones(self) -> int:
+        """Drop deletes every member holds, once this server holds all they hold (so no concurrent
+        update can still arrive that the tombstone would have to win against)."""
+        mine = await asyncio.to_thread(self.store.vector)
+        vectors = [mine]
+        if self._server_list.get("auto_sync"):
+            if not self.peers or not all(peer.connected and peer.theirs for peer in self.peers.values()):
+                return 0
+            vectors += [dict(peer.theirs) for peer in self.peers.values()]
+            if not all(p.covers(mine, v) for v in vectors):
+                return 0
+        covered = {o: min(v.get(o, 0) for v in vectors) for o in set().union(*vectors)}
+        return await self.store.collect_tombstones(covered)
 
     def write_gate(self) -> None:
         if self._pairing:
@@ -215,6 +244,42 @@ class SyncService:
             "peers": peers,
             "conflicts_open": len(conflicts),
         }
+
+    def register_metrics(self, metrics: Any) -> None:
+        """Lag, queue, connection, repairs and conflicts as Prometheus gauges (read at scrape time)."""
+
+        def per_peer(attr: str) -> Any:
+            def read() -> list[tuple[list[str], float]]:
+                mine = self.store.vector()
+                out = []
+                for peer in self.peers.values():
+                    status = peer.to_status(mine, time.time())
+                    out.append(([peer.name], float(status[attr] or 0)))
+                return out
+
+            return read
+
+        metrics.add_gauges(
+            "thinsync_sync_lag_changes", "Change sets a peer does not hold yet", ["peer"], per_peer("lag_changes")
+        )
+        metrics.add_gauges(
+            "thinsync_sync_lag_seconds",
+            "Age of the oldest change a peer has not acknowledged",
+            ["peer"],
+            per_peer("lag_seconds"),
+        )
+        metrics.add_gauges(
+            "thinsync_sync_connected", "1 when the link to a peer is up", ["peer"], per_peer("connected")
+        )
+        metrics.add_gauges(
+            "thinsync_sync_repairs", "Digest repairs with a peer since start", ["peer"], per_peer("repairs")
+        )
+        metrics.add_gauges(
+            "thinsync_sync_conflicts_open",
+            "Open conflicts in the inbox",
+            [],
+            lambda: [([], float(len(self.store.conflicts())))],
+        )
 
     def sync_now(self) -> None:
         for pusher in self._pushers.values():

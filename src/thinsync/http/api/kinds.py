@@ -12,6 +12,7 @@ from thinsync.auth.service import Principal
 from thinsync.config.service import MAX_PAGE, Written
 from thinsync.http.deps import PATCH_TYPES, etag, if_match, json_body, require, services
 from thinsync.http.openapi import body_spec
+from thinsync.http.routing import PrefixRoute
 from thinsync.model.registry import ACCOUNT_KINDS, KINDS, KindSpec
 from thinsync.model.validate import SINGLETON_NAME
 
@@ -118,7 +119,7 @@ def _add_singleton(router: APIRouter, spec: KindSpec) -> None:
 
 def router(skip: frozenset[str] = frozenset()) -> APIRouter:
     """Routes for every kind, except those another module serves itself (`skip`)."""
-    r = APIRouter()
+    r = APIRouter(route_class=PrefixRoute)
     for spec in KINDS.values():
         if spec.name in skip or spec.internal:
             continue

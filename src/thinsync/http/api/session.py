@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from thinsync.auth.service import Principal
 from thinsync.errors import Unauthorized
 from thinsync.http.deps import require, services
+from thinsync.http.routing import PrefixRoute
 
-router = APIRouter(tags=["session"])
+router = APIRouter(tags=["session"], route_class=PrefixRoute)
 
 
 class LoginIn(BaseModel):

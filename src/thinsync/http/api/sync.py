@@ -14,10 +14,11 @@ from thinsync.backup import archive
 from thinsync.errors import Invalid
 from thinsync.http.deps import PATCH_TYPES, etag, if_match, json_body, require, services
 from thinsync.http.openapi import body_spec
+from thinsync.http.routing import PrefixRoute
 from thinsync.model.registry import KINDS
 from thinsync.model.validate import merge_patch
 
-router = APIRouter()
+router = APIRouter(route_class=PrefixRoute)
 Reader = Annotated[Principal, Depends(require("read"))]
 Writer = Annotated[Principal, Depends(require("write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]

@@ -16,10 +16,11 @@ from thinsync.config.service import kind_spec
 from thinsync.events.log import CATEGORIES
 from thinsync.http.context import Services
 from thinsync.http.deps import require, services
+from thinsync.http.routing import PrefixRoute
 from thinsync.model.validate import SINGLETON_NAME
 from thinsync.store import ChangeSet
 
-router = APIRouter()
+router = APIRouter(route_class=PrefixRoute)
 Reader = Annotated[Principal, Depends(require("read"))]
 STREAM_QUEUE = 10_000
 KEEPALIVE_S = 15.0
