@@ -72,6 +72,8 @@ def detect(before: State, item: Item, stamp: str) -> list[dict[str, Any]]:
         mine = before.stamps.get(field_name)
         if mine is None or mine == stamp or mine == item.bases[field_name]:
             continue
+        if before.vals.get(field_name) == value:
+            continue  # both sides wrote the same value (two servers auto-creating one terminal): no choice
         found.append(_record(item, field_name, (mine, before.vals.get(field_name)), (stamp, value)))
     return found
 
