@@ -23,6 +23,7 @@ from thinsync.metrics import Metrics
 from thinsync.settings import Settings
 from thinsync.store import ChangeRequest, Identity, Op, Store
 from thinsync.sync.service import SyncService
+from thinsync.terminals.service import TerminalService
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,22 @@ class Server:
             events=events,
             metrics=metrics,
             sync=SyncService(store, config, auth, events, settings),
+            terminals=TerminalService(
+                store,
+                config,
+                events,
+                {"name": identity.name, "address": settings.listen_host, "port": settings.listen_port},
+                settings.heartbeats_per_address,
+            ),
         )
         self.services.sync.register_metrics(metrics)
+        terminals = self.services.terminals
+        metrics.add_gauges(
+            "thinsync_terminals",
+            "Terminals by status light as seen here",
+            ["status"],
+            lambda: [([s], float(n)) for s, n in terminals.counts().items()],
+        )
         store.subscribe(lambda change: metrics.changes.inc() if change.origin == identity.origin else None)
         self.app: FastAPI = create_app(self.services, lifespan=self._lifespan)
 
@@ -121,10 +136,12 @@ class Server:
         identity = self.services.store.require_identity()
         self.services.events.record("server", f"server '{identity.name}' started (thinsync {__version__})")
         await self.services.sync.start()
+        await self.services.terminals.start()
         try:
             yield
         finally:
             self.services.shutdown.set()
+            await self.services.terminals.stop()
             await self.services.sync.stop()
 
     def close(self) -> None:

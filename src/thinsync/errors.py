@@ -81,6 +81,11 @@ class Invalid(ThinsyncError):
     code = "invalid"
 
 
+class TooManyRequests(ThinsyncError):
+    status = 429
+    code = "too_many_requests"
+
+
 class Unavailable(ThinsyncError):
     status = 503
     code = "unavailable"

@@ -15,7 +15,8 @@ from typing import Any
 import uvicorn
 
 from thinsync.app import Server
-from thinsync.settings import Settings
+from thinsync.settings import Settings, parse_hostport
+from thinsync.tftpd import TftpServer
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ async def serve(settings: Settings, on_ready: Callable[[int], None] | None = Non
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
+    tftp_server: TftpServer | None = None
     task = asyncio.create_task(http.serve())
     try:
         while not http.started:
@@ -76,6 +78,13 @@ async def serve(settings: Settings, on_ready: Callable[[int], None] | None = Non
                 raise SystemExit(f"could not listen on {settings.listen}")
             await asyncio.sleep(0.01)
         port = bound_port(http)
+        server.services.terminals.serving["port"] = port
+        tftp_port = None
+        if settings.tftp:
+            host, wanted = parse_hostport(settings.tftp, default_port=69)
+            tftp_server = TftpServer(server.services.terminals, host, wanted)
+            tftp_port = await tftp_server.start()
+            log.info("TFTP (read-only) on %s:%d", host, tftp_port)
         log.info("server '%s' serving on http://%s:%d", identity.name, settings.listen_host, port)
         if settings.ready_file is not None:
             write_ready_file(
@@ -83,7 +92,7 @@ async def serve(settings: Settings, on_ready: Callable[[int], None] | None = Non
                 {
                     "pid": os.getpid(),
                     "http_port": port,
-                    "tftp_port": None,
+                    "tftp_port": tftp_port,
                     "node_id": identity.node_id,
                     "name": identity.name,
                 },
@@ -94,4 +103,6 @@ async def serve(settings: Settings, on_ready: Callable[[int], None] | None = Non
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        if tftp_server is not None:
+            await tftp_server.stop()
         server.close()

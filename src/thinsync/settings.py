@@ -58,6 +58,8 @@ class Settings:
     digest_interval_s: float = 30.0
     # Where backups are written (node-local); default: <data dir>/backups.
     backup_dir: Path | None = None
+    # Heartbeats accepted per second from one network address (each terminal is also limited to 5/s).
+    heartbeats_per_address: float = 5000.0
     # Event log rows kept (oldest dropped first).
     event_retention: int = 100_000
     # Shift this server's wall clock (fault tests that simulate a skewed server).

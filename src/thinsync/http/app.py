@@ -8,8 +8,8 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from thinsync import __version__
-from thinsync.http import errors, openapi, peer
-from thinsync.http.api import kinds, session, sync, system
+from thinsync.http import errors, openapi, peer, terminal
+from thinsync.http.api import kinds, session, sync, system, terminals
 from thinsync.http.context import Services
 from thinsync.http.middleware import LimitsAndMetrics
 
@@ -32,8 +32,11 @@ def create_app(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
     app.include_router(session.router)
     app.include_router(system.router)
     app.include_router(sync.router)
+    app.include_router(terminals.router)
     app.include_router(peer.router)
     app.include_router(kinds.router(skip=frozenset({"server-list"})))
+    # Terminal routes first: boot storms and heartbeats should not scan the admin routes.
+    app.router.routes[0:0] = terminal.routes
     app.add_middleware(
         LimitsAndMetrics,
         metrics=svc.metrics,

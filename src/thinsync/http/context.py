@@ -12,6 +12,7 @@ from thinsync.metrics import Metrics
 from thinsync.settings import Settings
 from thinsync.store import Store
 from thinsync.sync.service import SyncService
+from thinsync.terminals.service import TerminalService
 
 
 @dataclass
@@ -23,4 +24,5 @@ class Services:
     events: EventLog
     metrics: Metrics
     sync: SyncService
+    terminals: TerminalService
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)

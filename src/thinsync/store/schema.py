@@ -13,8 +13,9 @@ REPLICATED_TABLES = ("objects", "changes")
 # Derived from replicated data on this server, never sent: history, reference and unique-key
 # indexes, and the version vector (`origins`).
 DERIVED_TABLES = ("change_objects", "refs", "uniques", "origins")
-# Node-local: this server's identity (and cluster key), what it knows of its peers, its event log.
-LOCAL_TABLES = ("node", "peers", "events")
+# Node-local: this server's identity (and cluster key), what it knows of its peers, its event log,
+# and the terminals' live status as this server saw it (flushed from memory periodically).
+LOCAL_TABLES = ("node", "peers", "events", "terminal_status")
 
 
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
@@ -80,9 +81,17 @@ def _m2_replication(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m3_terminal_status(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE terminal_status (mac TEXT PRIMARY KEY, last_seen REAL, booted_from TEXT, address TEXT, "
+        "state TEXT, uptime_s REAL, unassigned INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("initial", _m1_initial),
     ("replication", _m2_replication),
+    ("terminal status", _m3_terminal_status),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -324,6 +324,37 @@ class Store:
     def forget_peers(self) -> None:
         self.writer.run(lambda conn: conn.execute("DELETE FROM peers"))
 
+    # ---------------------------------------------------------------- terminal live status (node-local)
+
+    def load_terminal_status(self) -> list[tuple[Any, ...]]:
+        return self.read(
+            lambda conn: conn.execute(
+                "SELECT mac, last_seen, booted_from, address, state, uptime_s, unassigned FROM terminal_status"
+            ).fetchall()
+        )
+
+    def save_terminal_status(self, rows_: list[tuple[Any, ...]]) -> None:
+        """Persist live status (not waited for)."""
+        self.writer.submit(
+            lambda conn: conn.executemany(
+                "INSERT INTO terminal_status (mac, last_seen, booted_from, address, state, uptime_s, unassigned) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mac) DO UPDATE SET last_seen=excluded.last_seen, "
+                "booted_from=excluded.booted_from, address=excluded.address, state=excluded.state, "
+                "uptime_s=excluded.uptime_s, unassigned=excluded.unassigned",
+                rows_,
+            )
+        )
+
+    def holder_of(self, kind: str, label: str, value: str) -> str | None:
+        """The name of the live object holding a unique key (a terminal by MAC), or None."""
+        row = self.read(
+            lambda conn: conn.execute(
+                "SELECT name FROM uniques WHERE kind=? AND label=? AND value=? ORDER BY name LIMIT 1",
+                (kind, label, value),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
     # ---------------------------------------------------------------- reads
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -1,0 +1,1 @@
+"""L4: terminals — boot documents, status lights, unknown terminals, change notification."""
