@@ -16,6 +16,8 @@ from thinsync.cli.client import Api, CliError
 from thinsync.cli.kinds import all_groups
 from thinsync.cli.output import emit_json, table
 from thinsync.cli.remote import remote
+from thinsync.cli.simulate import simulate
+from thinsync.cli.simulate import status as terminal_status
 from thinsync.cli.sync import commands as sync_commands
 from thinsync.errors import ThinsyncError
 from thinsync.logs import configure
@@ -151,6 +153,10 @@ def history(api: Api, as_json: bool, kind: str, name: str) -> None:
 
 for _group in [*all_groups(), *sync_commands()]:
     cli.add_command(_group)
+_terminal = cli.commands["terminal"]
+assert isinstance(_terminal, click.Group)
+_terminal.add_command(simulate)
+_terminal.add_command(terminal_status)
 
 
 def main() -> None:
