@@ -109,6 +109,19 @@ def settle(conn: sqlite3.Connection, item: Item, pending: Pending, at: str, by: 
             pending.closed.setdefault(conflict, {"state": "superseded", "at": at, "by": by})
 
 
+def any_problems(conn: sqlite3.Connection) -> bool:
+    """True when some object is marked invalid after a merge."""
+    return conn.execute("SELECT 1 FROM objects WHERE problems IS NOT NULL LIMIT 1").fetchone() is not None
+
+
+def any_open(conn: sqlite3.Connection) -> bool:
+    """True when some field conflict is open (indexed under its losing stamp)."""
+    return (
+        conn.execute("SELECT 1 FROM uniques WHERE kind=? AND label=? LIMIT 1", (KIND, OPEN_LOSER)).fetchone()
+        is not None
+    )
+
+
 def related_keys(conn: sqlite3.Connection, befores: Iterable[tuple[str, str, State]]) -> set[Key]:
     """Objects whose validity may change with these: referrers and holders of the same unique keys."""
     lookup = rows.TxLookup(conn)

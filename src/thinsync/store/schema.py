@@ -88,10 +88,16 @@ def _m3_terminal_status(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m4_problems_index(conn: sqlite3.Connection) -> None:
+    # Lets every local write ask "is anything broken?" without scanning all objects.
+    conn.execute("CREATE INDEX objects_with_problems ON objects (kind, name) WHERE problems IS NOT NULL")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("initial", _m1_initial),
     ("replication", _m2_replication),
     ("terminal status", _m3_terminal_status),
+    ("problems index", _m4_problems_index),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -53,7 +53,15 @@ def commit_local(
     stamp = make_stamp(value, origin)
     items: list[Item] = []
     after: dict[tuple[str, str], State] = {}
-    related = conflicts.related_keys(conn, [(spec.name, name, before) for spec, name, before, *_ in planned])
+    # A local write cannot create a break, only mend one: when no object anywhere has problems and no
+    # conflict is open, there is nothing to re-check or close (the common case, kept cheap).
+    broken = conflicts.any_problems(conn)
+    settling = conflicts.any_open(conn)
+    related = (
+        conflicts.related_keys(conn, [(spec.name, name, before) for spec, name, before, *_ in planned])
+        if broken
+        else set()
+    )
     pending = conflicts.Pending()
     at = wall_iso(value)
     for spec, name, before, fields, delete, _ in planned:
@@ -63,7 +71,8 @@ def commit_local(
         item = Item(spec.name, name, fields, delete, before.version or None, bases, before.tomb)
         items.append(item)
         rows.write_object(conn, spec.name, name, state, stamp)
-        conflicts.settle(conn, item, pending, at, request.author)
+        if settling:
+            conflicts.settle(conn, item, pending, at, request.author)
     lookup = rows.TxLookup(conn)
     for spec, name, before, *_ in planned:
         state = after[(spec.name, name)]
@@ -76,7 +85,8 @@ def commit_local(
             check_delete(spec, name, lookup)
     if any(kind in ACCOUNT_KINDS for kind, _ in after):
         check_accounts(*rows.accounts(conn))
-    conflicts.refresh_problems(conn, related | set(after), pending, at)
+    if broken:
+        conflicts.refresh_problems(conn, related | set(after), pending, at)
     # Conflicts this change closes travel in the same change set.
     items.extend(conflicts.write_pending(conn, pending, stamp, skip={n for k, n in after if k == conflicts.KIND}))
     draft = ChangeSet(

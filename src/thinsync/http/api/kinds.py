@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from thinsync.auth.service import Principal
 from thinsync.config.service import MAX_PAGE, Written
-from thinsync.http.deps import PATCH_TYPES, etag, if_match, json_body, require, services
+from thinsync.http.deps import PATCH_TYPES, authorize, etag, if_match, json_body, require, services
 from thinsync.http.openapi import body_spec
 from thinsync.http.routing import PrefixRoute
 from thinsync.model.registry import ACCOUNT_KINDS, KINDS, KindSpec
@@ -29,7 +29,6 @@ def _add_collection(router: APIRouter, spec: KindSpec) -> None:
     base = f"/api/v1/{spec.name}"
     op = spec.name.replace("-", "_")
     write_perm = "admin" if spec.name in ACCOUNT_KINDS else "write"
-    Writer = Annotated[Principal, Depends(require(write_perm))]
 
     @router.get(base, operation_id=f"list_{op}", tags=[spec.name], summary=f"List {spec.title}s")
     async def list_objects(
@@ -41,7 +40,8 @@ def _add_collection(router: APIRouter, spec: KindSpec) -> None:
         return await services(request).config.list_page(spec.name, cursor, limit)
 
     @router.get(f"{base}/{{name}}", operation_id=f"get_{op}", tags=[spec.name], summary=f"Read a {spec.title}")
-    async def get_object(request: Request, name: str, _: Reader) -> Any:
+    async def get_object(request: Request, name: str) -> Any:
+        await authorize(request, "read")
         obj = await services(request).config.get(spec.name, name)
         return JSONResponse(obj, headers=etag(obj["version"]))
 
@@ -53,7 +53,8 @@ def _add_collection(router: APIRouter, spec: KindSpec) -> None:
         openapi_extra=body_spec(spec),
         status_code=200,
     )
-    async def put_object(request: Request, name: str, who: Writer) -> Any:
+    async def put_object(request: Request, name: str) -> Any:
+        who = await authorize(request, write_perm)
         body = await json_body(request)
         result = await services(request).config.put(who.name, spec.name, name, body, if_match(request))
         return _written(result)
@@ -65,7 +66,8 @@ def _add_collection(router: APIRouter, spec: KindSpec) -> None:
         summary=f"Change some fields of a {spec.title} (JSON merge patch)",
         openapi_extra=body_spec(spec, patch=True),
     )
-    async def patch_object(request: Request, name: str, who: Writer) -> Any:
+    async def patch_object(request: Request, name: str) -> Any:
+        who = await authorize(request, write_perm)
         body = await json_body(request, PATCH_TYPES)
         result = await services(request).config.patch(who.name, spec.name, name, body, if_match(request))
         return _written(result, created_status=200)
@@ -77,7 +79,8 @@ def _add_collection(router: APIRouter, spec: KindSpec) -> None:
         summary=f"Delete a {spec.title}",
         status_code=204,
     )
-    async def delete_object(request: Request, name: str, who: Writer) -> Response:
+    async def delete_object(request: Request, name: str) -> Response:
+        who = await authorize(request, write_perm)
         await services(request).config.delete(who.name, spec.name, name, if_match(request))
         return Response(status_code=204)
 
