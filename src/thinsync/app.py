@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from thinsync import __version__
 from thinsync.auth.passwords import Passwords, password_problem
 from thinsync.auth.service import AuthService
+from thinsync.backup.service import BackupService
 from thinsync.clock import Clock, SystemClock
 from thinsync.config.service import ConfigService
 from thinsync.errors import Invalid
@@ -112,6 +113,7 @@ class Server:
             events=events,
             metrics=metrics,
             sync=SyncService(store, config, auth, events, settings),
+            backups=BackupService(store, config, events, settings, clock),
             terminals=TerminalService(
                 store,
                 config,
@@ -121,6 +123,15 @@ class Server:
             ),
         )
         self.services.sync.register_metrics(metrics)
+        sync = self.services.sync
+        self.services.backups.peer_links = lambda: {p.name: p.connected for p in sync.peers.values()}
+        backups = self.services.backups
+        metrics.add_gauges(
+            "thinsync_backup_last_success_timestamp",
+            "Time of the last successful backup",
+            [],
+            lambda: [([], backups.last_success or 0.0)],
+        )
         terminals = self.services.terminals
         metrics.add_gauges(
             "thinsync_terminals",
@@ -137,10 +148,12 @@ class Server:
         self.services.events.record("server", f"server '{identity.name}' started (thinsync {__version__})")
         await self.services.sync.start()
         await self.services.terminals.start()
+        await self.services.backups.start()
         try:
             yield
         finally:
             self.services.shutdown.set()
+            await self.services.backups.stop()
             await self.services.terminals.stop()
             await self.services.sync.stop()
 

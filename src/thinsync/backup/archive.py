@@ -1,11 +1,16 @@
-"""The backup file format (docs/backup-format.md): gzip-compressed JSON with a manifest.
+"""The backup file format (docs/backup-format.md): gzip-compressed JSON with a manifest,
+optionally encrypted with a passphrase.
 
     {"manifest": {"format": "thinsync-backup", "format_version": 1, "server": ..., "node_id": ...,
                   "created": ISO time, "reason": ..., "counts": {kind: n}, "digest": ..., "sha256": ...},
      "objects": [{"kind": ..., "name": ..., "body": {...}}, ...]}
 
-`sha256` is over the canonical JSON of `objects`; `digest` is the store's replicated-state digest
-at the time of the backup (so two backups of identical configurations show the same digest).
+`sha256` is over the canonical JSON of `objects`; `digest` is the replicated-state digest at the
+time of the backup (two backups of identical configurations show the same digest).
+
+An encrypted backup is `TSBE1\\n`, one line of JSON (the key derivation: scrypt salt and costs,
+and the AES-GCM nonce), `\\n`, then the AES-256-GCM ciphertext of the gzip bytes above (the header
+line is authenticated as associated data).
 """
 
 from __future__ import annotations
@@ -16,53 +21,127 @@ import json
 import os
 import re
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
-from thinsync.errors import NotFound
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from thinsync.errors import Invalid, NotFound
 from thinsync.model.registry import KINDS
 from thinsync.store import Store
 
 FORMAT = "thinsync-backup"
 FORMAT_VERSION = 1
 SUFFIX = ".tsb.gz"
+ENCRYPTED_MAGIC = b"TSBE1\n"
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+SCRYPT = {"n": 2**15, "r": 8, "p": 1}
+
+
+class BadBackup(Invalid):
+    """The file cannot be restored; the message says why. Nothing was changed."""
+
+    code = "bad_backup"
 
 
 def canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def read_objects(store: Store) -> tuple[list[dict[str, Any]], str]:
-    """Every live object of every public kind (with stored secrets), and the digest, from one read."""
-
-    def fn(conn: Any) -> tuple[list[dict[str, Any]], str]:
-        from thinsync.store.replica import digest
-
-        objects = []
-        for kind, name, vals in conn.execute("SELECT kind, name, vals FROM objects WHERE live=1 ORDER BY kind, name"):
-            if kind in KINDS and not KINDS[kind].internal:
-                objects.append({"kind": kind, "name": name, "body": json.loads(vals)})
-        return objects, digest(conn).hex()
-
-    return store.read(fn)
+def _key(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode())
 
 
-def create(store: Store, directory: Path, reason: str, now: float | None = None) -> dict[str, Any]:
+def encode(manifest: dict[str, Any], objects: list[dict[str, Any]], passphrase: str | None = None) -> bytes:
+    data = gzip.compress(canonical({"manifest": manifest, "objects": objects}), compresslevel=6, mtime=0)
+    if not passphrase:
+        return data
+    salt, nonce = os.urandom(16), os.urandom(12)
+    header = canonical(
+        {
+            "kdf": "scrypt",
+            "salt": salt.hex(),
+            **SCRYPT,
+            "cipher": "aes-256-gcm",
+            "nonce": nonce.hex(),
+            "format_version": FORMAT_VERSION,
+        }
+    )
+    key = _key(passphrase, salt, SCRYPT["n"], SCRYPT["r"], SCRYPT["p"])
+    return ENCRYPTED_MAGIC + header + b"\n" + AESGCM(key).encrypt(nonce, data, header)
+
+
+def is_encrypted(data: bytes) -> bool:
+    return data.startswith(ENCRYPTED_MAGIC)
+
+
+def decode(data: bytes, passphrase: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Open and verify a backup; BadBackup says plainly what is wrong."""
+    if is_encrypted(data):
+        head, sep, ciphertext = data[len(ENCRYPTED_MAGIC) :].partition(b"\n")
+        if not sep:
+            raise BadBackup("the encrypted backup is truncated (no header)")
+        try:
+            header = json.loads(head)
+            salt, nonce = bytes.fromhex(header["salt"]), bytes.fromhex(header["nonce"])
+            n, r, p = int(header["n"]), int(header["r"]), int(header["p"])
+        except (ValueError, KeyError, TypeError):
+            raise BadBackup("the encrypted backup's header is damaged") from None
+        if not passphrase:
+            raise BadBackup("this backup is encrypted: give its passphrase")
+        if n > 2**20 or r > 32 or p > 16:
+            raise BadBackup("the encrypted backup asks for unreasonable key-derivation costs")
+        try:
+            data = AESGCM(_key(passphrase, salt, n, r, p)).decrypt(nonce, ciphertext, head)
+        except InvalidTag:
+            raise BadBackup("wrong passphrase, or the encrypted backup was changed or truncated") from None
+    try:
+        raw = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error):
+        raise BadBackup("the file is not a thinsync backup, or it is truncated (not valid gzip)") from None
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadBackup("the backup is damaged: its content is not valid JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get("manifest"), dict):
+        raise BadBackup("the file is not a thinsync backup (no manifest)")
+    manifest = document["manifest"]
+    if manifest.get("format") != FORMAT:
+        raise BadBackup(f"the file is not a thinsync backup (format {manifest.get('format')!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BadBackup(
+            f"the backup has format version {version}, newer than this thinsync reads ({FORMAT_VERSION}); "
+            "restore it with a newer thinsync"
+        )
+    objects = document.get("objects")
+    if not isinstance(objects, list):
+        raise BadBackup("the backup is damaged: it has no object list")
+    if hashlib.sha256(canonical(objects)).hexdigest() != manifest.get("sha256"):
+        raise BadBackup("the backup's checksum does not match its content: it was changed or damaged")
+    return manifest, objects
+
+
+def create(
+    store: Store, directory: Path, reason: str, now: float | None = None, passphrase: str | None = None
+) -> dict[str, Any]:
     """Write a backup of the current configuration; returns its manifest (with `id` and `size`)."""
     identity = store.require_identity()
-    objects, digest = read_objects(store)
+    everything, digest = store.export()
+    objects = [o for o in everything if o["kind"] in KINDS and not KINDS[o["kind"]].internal]
     now = time.time() if now is None else now
     counts: dict[str, int] = {}
     for obj in objects:
         counts[obj["kind"]] = counts.get(obj["kind"], 0) + 1
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "server": identity.name,
         "node_id": identity.node_id,
-        "created": created,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         "reason": reason,
         "counts": counts,
         "digest": digest,
@@ -73,13 +152,12 @@ def create(store: Store, directory: Path, reason: str, now: float | None = None)
     backup_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}-{int(now * 1000) % 1000:03d}-{slug}"
     path = directory / f"{backup_id}{SUFFIX}"
     tmp = path.with_suffix(".tmp")
-    data = gzip.compress(canonical({"manifest": manifest, "objects": objects}), compresslevel=6)
     with open(tmp, "wb") as fh:
-        fh.write(data)
+        fh.write(encode(manifest, objects, passphrase))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    return {"id": backup_id, "size": path.stat().st_size, **manifest}
+    return {"id": backup_id, "size": path.stat().st_size, "encrypted": bool(passphrase), **manifest}
 
 
 def path_of(directory: Path, backup_id: str) -> Path:
@@ -91,17 +169,35 @@ def path_of(directory: Path, backup_id: str) -> Path:
     return path
 
 
+def summary(path: Path) -> dict[str, Any]:
+    backup_id = path.name[: -len(SUFFIX)]
+    data = path.read_bytes()
+    base = {"id": backup_id, "size": len(data), "encrypted": is_encrypted(data)}
+    if base["encrypted"]:
+        return base
+    try:
+        manifest, _ = decode(data)
+    except BadBackup as exc:
+        return {**base, "damaged": exc.message}
+    return {**base, **manifest}
+
+
 def list_backups(directory: Path) -> list[dict[str, Any]]:
     """Backups in the directory, newest first, with their manifests."""
-    found: list[dict[str, Any]] = []
     if not directory.is_dir():
-        return found
-    for path in sorted(directory.glob(f"*{SUFFIX}"), reverse=True):
-        backup_id = path.name[: -len(SUFFIX)]
-        try:
-            with gzip.open(path, "rb") as fh:
-                manifest = json.loads(fh.read())["manifest"]
-        except (OSError, ValueError, KeyError, EOFError):
-            manifest = {"damaged": True}
-        found.append({"id": backup_id, "size": path.stat().st_size, **manifest})
-    return found
+        return []
+    return [summary(path) for path in sorted(directory.glob(f"*{SUFFIX}"), reverse=True)]
+
+
+def delete(directory: Path, backup_id: str) -> None:
+    path_of(directory, backup_id).unlink()
+
+
+def prune(directory: Path, keep: int, reason_prefix: str) -> list[str]:
+    """Keep the newest `keep` backups whose reason starts with `reason_prefix`; delete older ones."""
+    mine = [b for b in list_backups(directory) if str(b.get("reason", "")).startswith(reason_prefix)]
+    removed = []
+    for backup in mine[keep:]:
+        delete(directory, backup["id"])
+        removed.append(backup["id"])
+    return removed

@@ -143,16 +143,21 @@ class ConfigService:
         return Written(created=op.created and op.changed, changed=op.changed, object=obj)
 
     async def history(self, kind: str, name: str = SINGLETON_NAME) -> list[dict[str, Any]]:
-        """The object's versions, newest first, read from the change log."""
+        """The object's versions, newest first, read from the change log, each with the fields it
+        changed against the version before (secrets shown only as changed)."""
         spec = kind_spec(kind)
         entries = await asyncio.to_thread(self.store.history, spec.name, name)
         if not entries:
             raise NotFound(f"{spec.title} '{name}' has no history: it never existed")
         identity = self.store.require_identity()
-        out = []
-        for change, state in reversed(entries):
+        hidden = spec.hidden_fields()
+        rows = []
+        previous: dict[str, Any] = {}
+        for change, state in entries:
+            body = dict(state.vals) if state.live else {}
+            changed = sorted(f for f in set(previous) | set(body) if body.get(f) != previous.get(f))
             origin_node = stamp_origin(change.stamp).split(".")[0]
-            out.append(
+            rows.append(
                 {
                     "version": change.stamp,
                     "time": wall_iso(stamp_hlc(change.stamp)),
@@ -161,10 +166,18 @@ class ConfigService:
                     "server": identity.name if origin_node == identity.node_id else origin_node,
                     "origin": change.origin,
                     "deleted": not state.live,
+                    "changed_fields": changed,
+                    "diff": {
+                        f: {"from": "(hidden)", "to": "(hidden)"}
+                        if f in hidden
+                        else {"from": previous.get(f), "to": body.get(f)}
+                        for f in changed
+                    },
                     "body": public(spec, name, state) if state.live else None,
                 }
             )
-        return out
+            previous = body
+        return list(reversed(rows))
 
 
 def _pin_problem(value: Any) -> str | None:

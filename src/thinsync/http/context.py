@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from thinsync.auth.service import AuthService
+from thinsync.backup.service import BackupService
 from thinsync.config.service import ConfigService
 from thinsync.events.log import EventLog
 from thinsync.metrics import Metrics
@@ -25,4 +26,5 @@ class Services:
     metrics: Metrics
     sync: SyncService
     terminals: TerminalService
+    backups: BackupService
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)

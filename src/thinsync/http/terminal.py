@@ -69,7 +69,7 @@ async def status(request: Request) -> Response:
                 raise BadRequest("the heartbeat body is not valid JSON") from None
             if not isinstance(body, dict):
                 raise BadRequest("the heartbeat body must be a JSON object")
-        _svc(request).terminals.heartbeat(request.path_params["mac"], _client(request), body)
+        await _svc(request).terminals.heartbeat(request.path_params["mac"], _client(request), body)
     except ThinsyncError as exc:
         return _error(exc)
     return Response(status_code=204)

@@ -274,6 +274,16 @@ class Store:
     def digest(self) -> Digest:
         return self.read(replica.digest)
 
+    def export(self) -> tuple[list[dict[str, Any]], str]:
+        """Every live object ({kind, name, body}) and the digest, from one read transaction."""
+
+        def fn(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], str]:
+            found = conn.execute("SELECT kind, name, vals FROM objects WHERE live=1 ORDER BY kind, name").fetchall()
+            objects = [{"kind": k, "name": n, "body": json.loads(v)} for k, n, v in found]
+            return objects, replica.digest(conn).hex()
+
+        return self.read(fn)
+
     def digest_at(self) -> tuple[Digest, dict[str, int]]:
         """The digest and the vector it reflects, read together."""
         return self.read(replica.digest_at)
@@ -414,6 +424,23 @@ class Store:
                     state = apply(state, change.stamp, item.set, item.delete)
             out.append((change, state))
         return out
+
+    def states_as_of(self, before_hlc: int) -> dict[tuple[str, str], State]:
+        """Every object's state from the changes stamped before `before_hlc` (the configuration as it
+        was then, as far as the log reaches back)."""
+
+        def fn(conn: sqlite3.Connection) -> list[ChangeSet]:
+            found = conn.execute(
+                f"SELECT {rows.CHANGE_COLUMNS} FROM changes WHERE hlc < ? ORDER BY hlc, origin", (before_hlc,)
+            ).fetchall()
+            return [rows.row_change(r) for r in found]
+
+        states: dict[tuple[str, str], State] = {}
+        for change in self.read(fn):
+            for item in change.items:
+                key = (item.kind, item.name)
+                states[key] = apply(states.get(key, EMPTY), change.stamp, item.set, item.delete)
+        return states
 
     def changes_since(self, after_id: int, limit: int = 1000) -> list[ChangeSet]:
         """Change sets in local log order after position `after_id`."""

@@ -140,7 +140,7 @@ async def install_primary(
     snap = await call.request("GET", "/peer/v1/snapshot", limits=httpx2.Timeout(300.0, connect=5.0))
     if not isinstance(snap, dict) or "objects" not in snap or "vector" not in snap:
         raise PeerError(f"{primary['name']} sent a malformed snapshot")
-    backup = await asyncio.to_thread(archive.create, store, settings.backups, reason)
+    backup = await asyncio.to_thread(archive.create, store, settings.backups, reason)  # before anything is dropped
     await store.replace_all(snap)
     await asyncio.to_thread(store.new_incarnation)
     return backup

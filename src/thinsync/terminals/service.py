@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from thinsync.config.service import ConfigService
-from thinsync.errors import Conflict, Invalid, NotFound, ThinsyncError, TooManyRequests
+from thinsync.errors import BadRequest, Conflict, NotFound, ThinsyncError, TooManyRequests
 from thinsync.events.log import EventLog
 from thinsync.model import kinds as k
 from thinsync.model.types import normalise_mac
@@ -51,10 +51,11 @@ BootPolicy = Callable[[str], tuple[bool, str]]
 
 
 def parse_mac(text: str) -> str:
+    """A MAC from a terminal's request path; a malformed one is a bad request (400), not a body error."""
     try:
         return normalise_mac(text)
     except ValueError as exc:
-        raise Invalid(str(exc)) from None
+        raise BadRequest(str(exc)) from None
 
 
 class TerminalService:
@@ -194,14 +195,19 @@ class TerminalService:
 
     # ------------------------------------------------------------------ heartbeats and lights
 
-    def heartbeat(self, mac_text: str, client: str, body: dict[str, Any]) -> None:
+    async def heartbeat(self, mac_text: str, client: str, body: dict[str, Any]) -> None:
         mac = parse_mac(mac_text)
         now = time.time()
         if not self._per_address.allow(client, now) or not self._per_mac.allow(mac, now):
             raise TooManyRequests(f"too many heartbeats from {client} for {mac}; send one per interval")
+        if mac not in self._cache:
+            # Not booted here since the last change: a heartbeat of an unknown MAC follows the
+            # unknown-terminal policy like a boot (refused, held as unassigned, or auto-created).
+            with contextlib.suppress(NotBootable):  # configured, but not bootable: its light still counts
+                await self.boot(mac, client)
         entry = self.seen.get(mac)
         if entry is None:
-            entry = self.seen[mac] = Seen(now)
+            entry = self.seen[mac] = Seen(now, online=False)
         went_online = not entry.online
         entry.last_seen = now
         entry.online = True
@@ -246,10 +252,13 @@ class TerminalService:
     async def _offline_after(self, mac: str) -> float:
         boot = self._cache.get(mac)
         if boot is None:
+            generation = self._generation
             try:
                 boot = await asyncio.to_thread(self._resolve, mac)
             except ThinsyncError:
                 boot = None
+            if boot is not None and generation == self._generation:
+                self._cache[mac] = boot  # not resolved again every sweep
         if boot is None:
             return document.offline_after(k.ConnectionMonitor().model_dump())
         return boot.offline_after

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,7 +9,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from thinsync.auth.service import Principal
-from thinsync.backup import archive
 from thinsync.errors import Invalid
 from thinsync.http.deps import PATCH_TYPES, etag, if_match, json_body, require, services
 from thinsync.http.openapi import body_spec
@@ -156,17 +154,3 @@ class ResolveIn(BaseModel):
 )
 async def resolve(request: Request, conflict_id: str, body: ResolveIn, who: Writer) -> Any:
     return await services(request).sync.resolve(conflict_id, body.keep, who.name)
-
-
-@router.get("/api/v1/backups", operation_id="list_backups", tags=["backups"], summary="Backups on this server")
-async def list_backups(request: Request, _: Reader) -> Any:
-    svc = services(request)
-    return {"items": await asyncio.to_thread(archive.list_backups, svc.settings.backups)}
-
-
-@router.post("/api/v1/backups", operation_id="create_backup", tags=["backups"], summary="Back up now", status_code=201)
-async def create_backup(request: Request, who: Writer) -> Any:
-    svc = services(request)
-    manifest = await asyncio.to_thread(archive.create, svc.store, svc.settings.backups, f"by {who.name}")
-    svc.events.record("backup", f"{who.name} made backup {manifest['id']}")
-    return JSONResponse(manifest, status_code=201)
