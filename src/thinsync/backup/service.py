@@ -151,7 +151,6 @@ class BackupService:
     def _peers_down(self) -> list[str]:
         return [name for name, connected in self.peer_links().items() if not connected]
 
-
     # ------------------------------------------------------------------ history and undo
 
     async def revert(self, kind: str, name: str, version: str, author: str) -> dict[str, Any]:

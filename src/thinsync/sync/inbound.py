@@ -58,62 +58,87 @@ class Receiver:
                 }
             )
         )
-        hello = codec.decode(await asyncio.wait_for(transport.receive(), DEAD_AFTER_S))
+        async with asyncio.timeout(DEAD_AFTER_S):
+            hello = codec.decode(await transport.receive())
         name = str(hello.get("name")) if hello.get("t") == "hello" else None
         mismatch = p.version_mismatch(hello)
         if mismatch:
             await transport.send(codec.encode({"t": "error", "code": "version", "message": mismatch}))
             return
         self._on_peer(claim.node_id, name, hello.get("vector"), True)
-        snapshot_parts: list[dict[str, Any]] = []
-        try:
+        send_lock = asyncio.Lock()
+
+        async def send(message: dict[str, Any]) -> None:
+            async with send_lock:
+                await transport.send(codec.encode(message))
+
+        # Pings are answered by the reader at once, while the worker applies (a large restore can
+        # take seconds): the peer must not take a long apply for a dead link.
+        work: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def read() -> None:
+            assembler = p.Assembler()
             while True:
-                message = codec.decode(await asyncio.wait_for(transport.receive(), DEAD_AFTER_S))
-                kind = message["t"]
-                if kind == "changes":
-                    reply = await self._apply(claim.node_id, name, message)
-                    await transport.send(codec.encode(reply))
+                async with asyncio.timeout(DEAD_AFTER_S):
+                    frame = await transport.receive()
+                message = assembler.feed(codec.decode(frame))
+                if message is None:
+                    continue
+                if message["t"] == "ping":
+                    vector = await asyncio.to_thread(self.store.vector)
+                    await send({"t": "pong", "echo": message["time"], "time": time.time(), "vector": vector})
+                else:
+                    work.put_nowait(message)
+
+        async def worker() -> None:
+            snapshot: list[dict[str, Any]] = []
+            while True:
+                message = await work.get()
+                reply = await self._handle(claim.node_id, name, message, snapshot)
+                if reply is not None:
+                    await send(reply)
                     if reply["t"] == "error":
                         return
-                elif kind == "ping":
-                    vector = await asyncio.to_thread(self.store.vector)
-                    await transport.send(
-                        codec.encode({"t": "pong", "echo": message["time"], "time": time.time(), "vector": vector})
-                    )
-                elif kind == "snapshot":
-                    snapshot_parts.extend(message["objects"])
-                    if "vector" in message:
-                        changed = await self.store.merge_snapshot(
-                            {"objects": snapshot_parts, "vector": message["vector"]}
-                        )
-                        self._events.record(
-                            "sync",
-                            f"merged a snapshot of {len(snapshot_parts)} objects from {name} ({changed} changed here)",
-                        )
-                        snapshot_parts = []
-                        vector = await asyncio.to_thread(self.store.vector)
-                        await transport.send(codec.encode({"t": "snapshot_ack", "vector": vector}))
-                elif kind == "digest_req":
-                    digest, vector = await asyncio.to_thread(self.store.digest_at)
-                    await transport.send(codec.encode({"t": "digest", "digest": digest.hex(), "vector": vector}))
-                elif kind == "buckets_req":
-                    digest, vector = await asyncio.to_thread(self.store.digest_at)
-                    await transport.send(
-                        codec.encode({"t": "buckets", "buckets": digest.bucket_hex(), "vector": vector})
-                    )
-                elif kind == "repair":
-                    buckets = {int(b) for b in message["buckets"]}
-                    changed = await self.store.merge_objects(message["objects"])
-                    if changed:
-                        self._events.record(
-                            "sync", f"repair from {name}: {changed} objects changed here", level="warning"
-                        )
-                    mine = await asyncio.to_thread(self.store.objects_in_buckets, buckets)
-                    await transport.send(codec.encode({"t": "repair", "objects": mine}))
-                else:
-                    raise p.FrameError(f"unknown message type {kind!r}")
+
+        tasks = [asyncio.create_task(read()), asyncio.create_task(worker())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
         finally:
+            for task in tasks:
+                task.cancel()
             self._on_peer(claim.node_id, name, None, False)
+
+    async def _handle(
+        self, node_id: str, name: str | None, message: dict[str, Any], snapshot: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        kind = message["t"]
+        if kind == "changes":
+            return await self._apply(node_id, name, message)
+        if kind == "snapshot":
+            snapshot.extend(message["objects"])
+            if "vector" not in message:
+                return None
+            changed = await self.store.merge_snapshot({"objects": list(snapshot), "vector": message["vector"]})
+            self._events.record(
+                "sync", f"merged a snapshot of {len(snapshot)} objects from {name} ({changed} changed here)"
+            )
+            snapshot.clear()
+            return {"t": "snapshot_ack", "vector": await asyncio.to_thread(self.store.vector)}
+        if kind == "digest_req":
+            digest, vector = await asyncio.to_thread(self.store.digest_at)
+            return {"t": "digest", "digest": digest.hex(), "vector": vector}
+        if kind == "buckets_req":
+            digest, vector = await asyncio.to_thread(self.store.digest_at)
+            return {"t": "buckets", "buckets": digest.bucket_hex(), "vector": vector}
+        if kind == "repair":
+            buckets = {int(b) for b in message["buckets"]}
+            changed = await self.store.merge_objects(message["objects"])
+            if changed:
+                self._events.record("sync", f"repair from {name}: {changed} objects changed here", level="warning")
+            return {"t": "repair", "objects": await asyncio.to_thread(self.store.objects_in_buckets, buckets)}
+        raise p.FrameError(f"unknown message type {kind!r}")
 
     async def _apply(self, node_id: str, name: str | None, message: dict[str, Any]) -> dict[str, Any]:
         sets = [p.set_from_json(s) for s in message.get("sets", [])]

@@ -27,6 +27,8 @@ from thinsync.sync.state import PeerState
 
 log = logging.getLogger(__name__)
 
+# Receive deadlines use asyncio.timeout, never wait_for: on Python 3.11 wait_for swallows a cancellation
+# that arrives together with the awaited message, and a link that cannot be stopped blocks reconcile.
 HEARTBEAT_S = 1.0
 DEAD_AFTER_S = 3.0
 WINDOW = 4
@@ -151,7 +153,8 @@ class Pusher:
         ) as ws:
             codec = p.FrameCodec(cluster.key, headers[p.H_NONCE], "c")
             sent_at = time.time()
-            hello = codec.decode(await asyncio.wait_for(ws.recv(), DEAD_AFTER_S))
+            async with asyncio.timeout(DEAD_AFTER_S):
+                hello = codec.decode(await ws.recv())
             self._check_hello(hello, identity.node_id, sent_at)
             mine = await asyncio.to_thread(self.store.vector)
             await ws.send(codec.encode({"t": "hello", "name": identity.name, **p.versions(), "vector": mine}))
@@ -164,22 +167,21 @@ class Pusher:
             self._on_change()
             self._in_flight.clear()
             self._replies = asyncio.Queue()
-            reader = asyncio.create_task(self._read(ws, codec))
+            tasks = [asyncio.create_task(self._read(ws, codec))]
             try:
                 await self._catch_up_snapshot(ws, codec, hello["vector"])
-                pusher = asyncio.create_task(self._push(ws, codec, hello["vector"]))
-                beat = asyncio.create_task(self._heartbeat(ws, codec))
-                checker = asyncio.create_task(self._digests(ws, codec))
-                done, _ = await asyncio.wait({reader, pusher, beat, checker}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (pusher, beat, checker):
-                    task.cancel()
+                tasks.append(asyncio.create_task(self._push(ws, codec, hello["vector"])))
+                tasks.append(asyncio.create_task(self._heartbeat(ws, codec)))
+                tasks.append(asyncio.create_task(self._digests(ws, codec)))
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()
                 raise PeerGone("link closed")
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+                # Every part of the session ends with it (also when the link is stopped), before the socket closes.
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     def _check_hello(self, hello: dict[str, Any], my_node: str, sent_at: float) -> None:
         if hello.get("t") != "hello":
@@ -206,7 +208,8 @@ class Pusher:
 
     async def _read(self, ws: ClientConnection, codec: p.FrameCodec) -> None:
         while True:
-            message = codec.decode(await asyncio.wait_for(ws.recv(), DEAD_AFTER_S))
+            async with asyncio.timeout(DEAD_AFTER_S):
+                message = codec.decode(await ws.recv())
             kind = message["t"]
             self.peer.acked_at = time.time()
             if kind == "ack":
@@ -236,7 +239,8 @@ class Pusher:
 
     async def _reply(self, kind: str, wait_s: float = 30.0) -> dict[str, Any]:
         while True:
-            message = await asyncio.wait_for(self._replies.get(), wait_s)
+            async with asyncio.timeout(wait_s):
+                message = await self._replies.get()
             if message["t"] == kind:
                 return message
 
@@ -272,7 +276,8 @@ class Pusher:
                 self._in_flight.append(page[0].applied_at or time.time())
                 if self.peer.oldest_unacked is None:
                     self.peer.oldest_unacked = self._in_flight[0]
-            await ws.send(codec.encode({"t": "changes", "sets": [p.set_to_json(c) for c in page]}))
+            for frame in p.chunks({"t": "changes", "sets": [p.set_to_json(c) for c in page]}):
+                await ws.send(codec.encode(frame))
             # Optimistic: what was sent is what the peer will hold (acks confirm it).
             self.peer.learn({c.origin: c.seq for c in page})
 
@@ -289,7 +294,8 @@ class Pusher:
         last = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._digest_now.wait(), 0.5)
+                async with asyncio.timeout(0.5):
+                    await self._digest_now.wait()
             due = self._digest_now.is_set() or time.monotonic() - last >= self._digest_interval_s
             mine = await asyncio.to_thread(self.store.vector)
             settled = not self._in_flight and p.lag(mine, self.peer.theirs) == 0 and not p.lag(self.peer.theirs, mine)

@@ -30,7 +30,10 @@ MAX_FRAME = 16 * 1024 * 1024
 # paired servers may be minutes apart (that is reported, not fatal).
 MAX_REQUEST_AGE_S = 3600.0
 PAGE_SETS = 500
-PAGE_BYTES = 512 * 1024
+# A message larger than this (a restore of thousands of objects is one change set) travels in
+# chunks of this size and is put together, then applied atomically, by the receiver.
+CHUNK_BYTES = 1024 * 1024
+MAX_MESSAGE = 256 * 1024 * 1024
 
 H_NODE = "x-thinsync-node"
 H_CLUSTER = "x-thinsync-cluster"
@@ -227,3 +230,44 @@ def lag(mine: Mapping[str, int], theirs: Mapping[str, int]) -> int:
 def covers(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
     """True when vector `a` holds everything `b` holds."""
     return all(a.get(origin, 0) >= seq for origin, seq in b.items())
+
+
+def chunks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The message itself when small, else `chunk` messages carrying its JSON in pieces."""
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    if len(text) <= CHUNK_BYTES:
+        return [dict(message)]
+    parts = [text[i : i + CHUNK_BYTES] for i in range(0, len(text), CHUNK_BYTES)]
+    return [{"t": "chunk", "i": i, "n": len(parts), "data": part} for i, part in enumerate(parts)]
+
+
+class Assembler:
+    """Puts chunked messages back together (in order; the frame codec already guarantees order)."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._size = 0
+
+    def feed(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The whole message once its last chunk arrived; None while parts are missing."""
+        if message.get("t") != "chunk":
+            return message
+        if message.get("i") != len(self._parts) or not isinstance(message.get("data"), str):
+            self._parts, self._size = [], 0
+            raise FrameError("chunks out of order")
+        self._parts.append(message["data"])
+        self._size += len(message["data"])
+        if self._size > MAX_MESSAGE:
+            self._parts, self._size = [], 0
+            raise FrameError("chunked message too large")
+        if len(self._parts) < int(message.get("n", 0)):
+            return None
+        text = "".join(self._parts)
+        self._parts, self._size = [], 0
+        try:
+            whole = json.loads(text)
+        except ValueError:
+            raise FrameError("chunked message is not JSON") from None
+        if not isinstance(whole, dict) or not isinstance(whole.get("t"), str) or whole["t"] == "chunk":
+            raise FrameError("chunked message has no message type")
+        return whole
