@@ -7,6 +7,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -20,6 +21,7 @@ from thinsync.errors import Invalid
 from thinsync.events.log import EventLog
 from thinsync.http.app import create_app
 from thinsync.http.context import Services
+from thinsync.licensing.service import LicenseService
 from thinsync.metrics import Metrics
 from thinsync.settings import Settings
 from thinsync.store import ChangeRequest, Identity, Op, Store
@@ -114,6 +116,7 @@ class Server:
             metrics=metrics,
             sync=SyncService(store, config, auth, events, settings),
             backups=BackupService(store, config, events, settings, clock),
+            licensing=LicenseService(store, config, events, settings, clock),
             terminals=TerminalService(
                 store,
                 config,
@@ -123,6 +126,13 @@ class Server:
             ),
         )
         self.services.sync.register_metrics(metrics)
+        licensing = self.services.licensing
+        sync_service = self.services.sync
+        self.services.terminals.may_boot = licensing.may_boot
+        licensing.peer_ids = lambda: sorted(
+            {p.node_id for p in sync_service.peers.values() if p.node_id} | set(store.peers())
+        )
+        sync_service.check_server_list = _licence_rules(licensing)
         sync = self.services.sync
         self.services.backups.peer_links = lambda: {p.name: p.connected for p in sync.peers.values()}
         backups = self.services.backups
@@ -149,10 +159,12 @@ class Server:
         await self.services.sync.start()
         await self.services.terminals.start()
         await self.services.backups.start()
+        await self.services.licensing.start()
         try:
             yield
         finally:
             self.services.shutdown.set()
+            await self.services.licensing.stop()
             await self.services.backups.stop()
             await self.services.terminals.stop()
             await self.services.sync.stop()
@@ -163,3 +175,15 @@ class Server:
         self.services.events.record("server", "server stopped")
         self.services.auth.close()
         self.services.store.close()
+
+
+def _licence_rules(licensing: LicenseService) -> Any:
+    """Server-list changes a licence forbids: turning auto-sync off, or redundant mode under a mirrored one."""
+
+    def check(current: dict[str, Any], new: dict[str, Any]) -> None:
+        if current.get("auto_sync") and not new.get("auto_sync"):
+            licensing.refuse_turn_off()
+        if new.get("auto_sync"):
+            licensing.refuse_mode(new.get("mode", "redundant"))
+
+    return check

@@ -60,6 +60,10 @@ class Settings:
     backup_dir: Path | None = None
     # Heartbeats accepted per second from one network address (each terminal is also limited to 5/s).
     heartbeats_per_address: float = 5000.0
+    # Trusted licence issuers: comma-separated base64 Ed25519 public keys.
+    license_issuer_keys: str = ""
+    # Days an expired or non-compliant licence keeps working before terminals are refused.
+    license_grace_days: float = 7.0
     # Event log rows kept (oldest dropped first).
     event_retention: int = 100_000
     # Shift this server's wall clock (fault tests that simulate a skewed server).

@@ -98,6 +98,8 @@ def decode(data: bytes, passphrase: str | None = None) -> tuple[dict[str, Any], 
             data = AESGCM(_key(passphrase, salt, n, r, p)).decrypt(nonce, ciphertext, head)
         except InvalidTag:
             raise BadBackup("wrong passphrase, or the encrypted backup was changed or truncated") from None
+    if not data:
+        raise BadBackup("the file is empty: not a thinsync backup, or truncated to nothing")
     try:
         raw = gzip.decompress(data)
     except (OSError, EOFError, zlib.error):
@@ -149,15 +151,35 @@ def create(
     }
     directory.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "-", reason.lower()).strip("-")[:32] or "backup"
-    backup_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}-{int(now * 1000) % 1000:03d}-{slug}"
-    path = directory / f"{backup_id}{SUFFIX}"
-    tmp = path.with_suffix(".tmp")
+    stem = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}-{int(now * 1000) % 1000:03d}-{slug}"
+    tmp = directory / f".{stem}.{os.getpid()}.tmp"
     with open(tmp, "wb") as fh:
         fh.write(encode(manifest, objects, passphrase))
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        backup_id, path = _publish(tmp, directory, stem)
+    finally:
+        tmp.unlink(missing_ok=True)
     return {"id": backup_id, "size": path.stat().st_size, "encrypted": bool(passphrase), **manifest}
+
+
+def _publish(tmp: Path, directory: Path, stem: str) -> tuple[str, Path]:
+    """Give the finished file its name; two backups in the same millisecond with the same reason get
+    `-2`, `-3`, ...: a backup never overwrites another."""
+    for attempt in range(1, 1000):
+        backup_id = stem if attempt == 1 else f"{stem}-{attempt}"
+        path = directory / f"{backup_id}{SUFFIX}"
+        try:
+            os.link(tmp, path)  # atomic, and fails when the name is taken
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links
+            if path.exists():
+                continue
+            os.replace(tmp, path)
+        return backup_id, path
+    raise FileExistsError(f"no free backup name for {stem}")
 
 
 def path_of(directory: Path, backup_id: str) -> Path:

@@ -7,14 +7,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from thinsync.backup.archive import BadBackup
-from thinsync.errors import ThinsyncError
+from thinsync.errors import Invalid, ThinsyncError
 from thinsync.model.registry import KINDS
 from thinsync.model.validate import SINGLETON_NAME, ref_targets, validate_body
 from thinsync.store import Op
 
 # Left as they are unless the request names them: restoring an old backup must not unpair the
 # servers or lock the administrators out.
-PROTECTED = ("server-list", "admins", "security-groups")
+PROTECTED = ("server-list", "admins", "security-groups", "license")
 Objects = dict[str, dict[str, dict[str, Any]]]
 
 
@@ -22,7 +22,7 @@ def restorable(include: Iterable[str]) -> list[str]:
     extra = set(include)
     unknown = extra - set(PROTECTED)
     if unknown:
-        raise BadBackup(f"include may name only {', '.join(PROTECTED)}; not {', '.join(sorted(unknown))}")
+        raise Invalid(f"include may name only {', '.join(PROTECTED)}; not {', '.join(sorted(unknown))}")
     return [k for k, spec in KINDS.items() if not spec.internal and (k not in PROTECTED or k in extra)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -22,6 +23,7 @@ from thinsync.store.hlc import hlc_from_ms
 
 log = logging.getLogger(__name__)
 TICK_S = 30.0
+LAST_SUCCESS = "backup.last_success"
 
 
 class BackupService:
@@ -31,7 +33,9 @@ class BackupService:
         self.events = events
         self.settings = settings
         self.clock = clock
-        self.last_success: float | None = None
+        # Time of the last backup written here (kept in a node value, so the metric survives a restart).
+        last = store.node_value(LAST_SUCCESS)
+        self.last_success: float | None = float(last) if last else None
         self._task: asyncio.Task[None] | None = None
         # Set by the assembly to the sync service's view of the peers (name -> connected).
         self.peer_links: Callable[[], dict[str, bool]] = dict
@@ -43,6 +47,7 @@ class BackupService:
             archive.create, self.store, self.settings.backups, reason, self.clock.time(), passphrase
         )
         self.last_success = self.clock.time()
+        await asyncio.to_thread(self.store.set_node_values, {LAST_SUCCESS: repr(self.last_success)})
         self.events.record("backup", f"backup {manifest['id']} written ({reason})")
         return manifest
 
@@ -62,8 +67,11 @@ class BackupService:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _loop(self) -> None:
         while True:

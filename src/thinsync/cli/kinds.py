@@ -148,4 +148,6 @@ def kind_group(spec: KindSpec) -> click.Group:
 
 def all_groups() -> list[click.Group]:
     # The server list has commands of its own (pairing needs the other server's credentials).
-    return [kind_group(spec) for spec in KINDS.values() if not spec.internal and spec.name != "server-list"]
+    return [
+        kind_group(spec) for spec in KINDS.values() if not spec.internal and spec.name not in ("server-list", "license")
+    ]

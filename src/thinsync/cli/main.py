@@ -14,6 +14,7 @@ from thinsync import __version__
 from thinsync.app import initialize, is_initialised
 from thinsync.cli.client import Api, CliError
 from thinsync.cli.kinds import all_groups
+from thinsync.cli.license import license_group
 from thinsync.cli.output import emit_json, table
 from thinsync.cli.remote import remote
 from thinsync.cli.simulate import simulate
@@ -151,7 +152,7 @@ def history(api: Api, as_json: bool, kind: str, name: str) -> None:
         table(items, ["time", "author", "server", "summary", "version"])
 
 
-for _group in [*all_groups(), *sync_commands()]:
+for _group in [*all_groups(), *sync_commands(), license_group]:
     cli.add_command(_group)
 _terminal = cli.commands["terminal"]
 assert isinstance(_terminal, click.Group)

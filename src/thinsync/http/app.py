@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from thinsync import __version__
 from thinsync.http import errors, openapi, peer, terminal
-from thinsync.http.api import backups, kinds, session, sync, system, terminals
+from thinsync.http.api import backups, kinds, license, session, sync, system, terminals
 from thinsync.http.context import Services
 from thinsync.http.middleware import LimitsAndMetrics
 
@@ -34,8 +34,9 @@ def create_app(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
     app.include_router(sync.router)
     app.include_router(terminals.router)
     app.include_router(backups.router)
+    app.include_router(license.router)
     app.include_router(peer.router)
-    app.include_router(kinds.router(skip=frozenset({"server-list"})))
+    app.include_router(kinds.router(skip=frozenset({"server-list", "license"})))
     # Terminal routes first: boot storms and heartbeats should not scan the admin routes.
     app.router.routes[0:0] = terminal.routes
     app.add_middleware(

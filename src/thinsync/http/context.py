@@ -9,6 +9,7 @@ from thinsync.auth.service import AuthService
 from thinsync.backup.service import BackupService
 from thinsync.config.service import ConfigService
 from thinsync.events.log import EventLog
+from thinsync.licensing.service import LicenseService
 from thinsync.metrics import Metrics
 from thinsync.settings import Settings
 from thinsync.store import Store
@@ -27,4 +28,5 @@ class Services:
     sync: SyncService
     terminals: TerminalService
     backups: BackupService
+    licensing: LicenseService
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)

@@ -245,3 +245,9 @@ class Conflict(Strict):
     winner: str | None = None
     loser: str | None = None
     closed: ConflictClosed | None = None
+
+
+class LicenseRecord(Strict):
+    """The installed licence (singleton), replicated so both servers hold the same signed file."""
+
+    document: dict[str, Any]

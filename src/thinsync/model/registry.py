@@ -146,6 +146,7 @@ _SPECS = [
     KindSpec("security-groups", k.SecurityGroup, "security group"),
     KindSpec("schedules", k.Schedule, "schedule"),
     KindSpec("settings", k.Settings, "settings", singleton=True),
+    KindSpec("license", k.LicenseRecord, "licence", singleton=True),
     KindSpec(
         "conflicts",
         k.Conflict,

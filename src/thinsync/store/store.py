@@ -355,6 +355,15 @@ class Store:
             )
         )
 
+    def first_created(self, kind: str, limit: int) -> list[str]:
+        """Names of the first `limit` live objects of a kind by creation stamp (the same on every server)."""
+        found = self.read(
+            lambda conn: conn.execute(
+                "SELECT name FROM objects WHERE kind=? AND live=1 ORDER BY created, name LIMIT ?", (kind, limit)
+            ).fetchall()
+        )
+        return [r[0] for r in found]
+
     def holder_of(self, kind: str, label: str, value: str) -> str | None:
         """The name of the live object holding a unique key (a terminal by MAC), or None."""
         row = self.read(

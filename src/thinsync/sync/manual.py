@@ -20,7 +20,7 @@ from thinsync.model.validate import SINGLETON_NAME
 from thinsync.settings import Settings
 from thinsync.store import Op, Store
 
-EXCLUDED = frozenset({"server-list", "admins", "security-groups"})
+EXCLUDED = frozenset({"server-list", "admins", "security-groups", "license"})
 COPIED = [k for k, spec in KINDS.items() if not spec.internal and k not in EXCLUDED]
 DERIVED = ("version", "problems")
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx2
@@ -50,6 +50,8 @@ class SyncService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconcile_lock = asyncio.Lock()
         self._housekeeper: asyncio.Task[None] | None = None
+        # Rules another service (licensing) sets on server-list changes: (current, new) -> raises.
+        self.check_server_list: Callable[[dict[str, Any], dict[str, Any]], None] = lambda current, new: None
         self.receiver = Receiver(store, events, settings.max_clock_skew_s, self._on_inbound)
         config.gate = self.write_gate
 
@@ -391,6 +393,7 @@ class SyncService:
         spec = KINDS["server-list"]
         new = validate_body(spec, SINGLETON_NAME, body)
         current = self._server_list
+        self.check_server_list(current, new)
         identity = self.store.require_identity()
         joining = new["auto_sync"] and (
             not current.get("auto_sync") or self._cluster is None or _members(new) != _members(current)

@@ -54,8 +54,9 @@ def parse_mac(text: str) -> str:
     """A MAC from a terminal's request path; a malformed one is a bad request (400), not a body error."""
     try:
         return normalise_mac(text)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+    except ValueError:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise BadRequest(f"{shown!r} is not a MAC address; write it as aa:bb:cc:dd:ee:ff") from None
 
 
 class TerminalService:

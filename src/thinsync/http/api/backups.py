@@ -116,14 +116,14 @@ async def restore(request: Request, who: Admin, dry_run: Annotated[bool, Query()
     svc = services(request)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise BadRequest("send the backup file in the multipart field 'file'")
-        data = await upload.read()
-        passphrase = form.get("passphrase")
-        include = _include(form.get("include"))
-        label = f"uploaded file {upload.filename or ''}".strip()
+        async with request.form() as form:  # closes the spooled upload files whatever happens
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise BadRequest("send the backup file in the multipart field 'file'")
+            data = await upload.read()
+            passphrase = form.get("passphrase")
+            include = _include(form.get("include"))
+            label = f"uploaded file {upload.filename or ''}".strip()
     else:
         body = await json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("backup_id"), str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -101,7 +102,11 @@ async def pairing_code(request: Request, who: Admin) -> Any:
 
 @router.get("/api/v1/sync/status", operation_id="sync_status", tags=["sync"], summary="Synchronization status")
 async def sync_status(request: Request, _: Reader) -> Any:
-    return await services(request).sync.status()
+    svc = services(request)
+    status = await svc.sync.status()
+    licence = await asyncio.to_thread(svc.licensing.check)
+    status["license"] = {k: licence.get(k) for k in ("mode", "state", "problems", "grace_until")}
+    return status
 
 
 @router.post("/api/v1/sync/now", operation_id="sync_now", tags=["sync"], summary="Push and compare digests now")

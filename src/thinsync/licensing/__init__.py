@@ -1,0 +1,1 @@
+"""L4: licences — signed files, modes that require automatic synchronization, terminal counts."""
