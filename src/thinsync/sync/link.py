@@ -158,7 +158,9 @@ class Pusher:
             self._check_hello(hello, identity.node_id, sent_at)
             mine = await asyncio.to_thread(self.store.vector)
             await ws.send(codec.encode({"t": "hello", "name": identity.name, **p.versions(), "vector": mine}))
-            self.peer.learn(hello["vector"])
+            # What the peer holds is what it says now: a page sent before a lost connection may never
+            # have arrived, so nothing learnt from sending survives a reconnect.
+            self.peer.theirs = dict(hello["vector"])
             self.peer.connected = True
             self.peer.degraded = None
             if self.peer.down_since is not None:
@@ -278,8 +280,6 @@ class Pusher:
                     self.peer.oldest_unacked = self._in_flight[0]
             for frame in p.chunks({"t": "changes", "sets": [p.set_to_json(c) for c in page]}):
                 await ws.send(codec.encode(frame))
-            # Optimistic: what was sent is what the peer will hold (acks confirm it).
-            self.peer.learn({c.origin: c.seq for c in page})
 
     async def _heartbeat(self, ws: ClientConnection, codec: p.FrameCodec) -> None:
         while True:
