@@ -89,7 +89,7 @@ def test_median_and_percentile() -> None:
     assert loadgen.percentile([], 99) is None
 
 
-def _fake_step(achieved: float, p99: float, errors: int = 0) -> dict[str, float | int]:
+def _fake_step(achieved: float, p99: float, errors: int = 0) -> dict[str, object]:
     return {
         "achieved_rps": achieved,
         "p50_ms": p99 / 3,
@@ -100,6 +100,7 @@ def _fake_step(achieved: float, p99: float, errors: int = 0) -> dict[str, float 
         "service_p99_ms": p99,
         "loadgen_cpu": 0.2,
         "server_cpu": 0.9,
+        "server_cpu_ms_per_write": 0.7,
     }
 
 
@@ -109,17 +110,19 @@ def test_write_api_result_from_synthetic_runs(tmp_path: Path) -> None:
     raw = {
         "raw": {
             "open 100/s": [_fake_step(100.0, 4.0), _fake_step(99.0, 30.0), _fake_step(100.0, 5.0)],
-            "closed 32 conns": [_fake_step(1800.0, 40.0)] * 3,
+            "closed 32 conns": [{**_fake_step(1800.0, 40.0), "error_kinds": {"http_500": 2}}] * 3,
         }
     }
-    result = write_api.build_result(plan, report.machine_info(), raw, elapsed=1.0, quick=True)
+    result = write_api.build_result(plan, report.machine_info(), raw, elapsed=1.0, quick=True, server_log="boom")
 
     assert result.passed is False  # 100/s within the SLO is below the 1,500/s target
     assert result.data["verdicts"]["raw"]["max_rps_within_slo"] == 100.0
     open_step = result.data["steps"]["raw"][0]
     assert open_step["p99_ms"] == 5.0 and open_step["p99_ms_max"] == 30.0  # median of 3 runs, and spread
+    assert any("6 requests with 5xx" in note for note in result.notes)
     paths = report.write_result(result, tmp_path)
-    assert json.loads(paths["json"].read_text())["name"] == "write_api"
+    data = json.loads(paths["json"].read_text())
+    assert data["name"] == "write_api" and data["data"]["server_log_tail"] == "boom"
     assert paths["png"].read_bytes().startswith(PNG_MAGIC)
 
 
