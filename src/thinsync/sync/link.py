@@ -8,6 +8,7 @@ so a lost connection loses nothing — the next session starts from the peer's v
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 # Receive deadlines use asyncio.timeout, never wait_for: on Python 3.11 wait_for swallows a cancellation
 # that arrives together with the awaited message, and a link that cannot be stopped blocks reconcile.
 HEARTBEAT_S = 1.0
+RECENT = 10_000
 DEAD_AFTER_S = 3.0
 WINDOW = 4
 SNAPSHOT_CHUNK = 2000
@@ -70,6 +72,9 @@ class Pusher:
         self._in_flight: list[float] = []
         self._acked = asyncio.Condition()
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # Change sets as they are committed (appended by the writer thread, in log order): the live
+        # path sends from here without reading the log back; any gap falls back to the log.
+        self._recent: collections.deque[ChangeSet] = collections.deque(maxlen=RECENT)
 
     def start(self) -> None:
         self.store.subscribe(self._ring)
@@ -84,6 +89,7 @@ class Pusher:
                 await self._task
 
     def _ring(self, change: ChangeSet) -> None:
+        self._recent.append(change)
         loop = self._task.get_loop() if self._task else None
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._doorbell.set)
@@ -269,7 +275,11 @@ class Pusher:
         cursor = await asyncio.to_thread(self.store.first_missing_id, theirs)
         while True:
             self._doorbell.clear()
-            page, cursor = await asyncio.to_thread(self.store.log_page, cursor, dict(self.peer.theirs), p.PAGE_SETS)
+            fast = self._from_recent(cursor)
+            if fast is not None:
+                page, cursor = fast
+            else:
+                page, cursor = await asyncio.to_thread(self.store.log_page, cursor, dict(self.peer.theirs), p.PAGE_SETS)
             if not page:
                 await self._doorbell.wait()
                 continue
@@ -280,6 +290,21 @@ class Pusher:
                     self.peer.oldest_unacked = self._in_flight[0]
             for frame in p.chunks({"t": "changes", "sets": [p.set_to_json(c) for c in page]}):
                 await ws.send(codec.encode(frame))
+
+    def _from_recent(self, cursor: int) -> tuple[list[ChangeSet], int] | None:
+        """The next sets after `cursor` from memory, or None when memory does not start right there."""
+        while self._recent and self._recent[0].id <= cursor:
+            self._recent.popleft()
+        if not self._recent or self._recent[0].id != cursor + 1:
+            return None
+        page: list[ChangeSet] = []
+        theirs = self.peer.theirs
+        while self._recent and len(page) < p.PAGE_SETS and self._recent[0].id == cursor + 1:
+            change = self._recent.popleft()
+            cursor = change.id
+            if change.seq > theirs.get(change.origin, 0):
+                page.append(change)
+        return page, cursor
 
     async def _heartbeat(self, ws: ClientConnection, codec: p.FrameCodec) -> None:
         while True:
