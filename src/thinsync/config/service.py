@@ -150,12 +150,17 @@ class ConfigService:
         if not entries:
             raise NotFound(f"{spec.title} '{name}' has no history: it never existed")
         identity = self.store.require_identity()
+        # Origin node id -> server name: this server and the peers it knows (else the node id).
+        names = {node: str(peer["name"]) for node, peer in (await asyncio.to_thread(self.store.peers)).items()}
+        names[identity.node_id] = identity.name
         hidden = spec.hidden_fields()
         rows = []
         previous: dict[str, Any] = {}
         for change, state in entries:
             body = dict(state.vals) if state.live else {}
-            changed = sorted(f for f in set(previous) | set(body) if body.get(f) != previous.get(f))
+            changed = sorted(
+                "secret" if f in hidden else f for f in set(previous) | set(body) if body.get(f) != previous.get(f)
+            )
             origin_node = stamp_origin(change.stamp).split(".")[0]
             rows.append(
                 {
@@ -163,13 +168,13 @@ class ConfigService:
                     "time": wall_iso(stamp_hlc(change.stamp)),
                     "author": change.author,
                     "summary": change.summary,
-                    "server": identity.name if origin_node == identity.node_id else origin_node,
+                    "server": names.get(origin_node, origin_node),
                     "origin": change.origin,
                     "deleted": not state.live,
                     "changed_fields": changed,
                     "diff": {
                         f: {"from": "(hidden)", "to": "(hidden)"}
-                        if f in hidden
+                        if f == "secret"
                         else {"from": previous.get(f), "to": body.get(f)}
                         for f in changed
                     },
