@@ -120,20 +120,23 @@ def parse(document: Any, trusted: Iterable[str]) -> License:
     if mode not in MODES:
         raise BadLicense(f"the licence mode '{mode}' is not one of {', '.join(MODES)}")
     terminals = body.get("terminals")
-    if terminals is not None and (not isinstance(terminals, int) or terminals < 0):
+    if terminals is not None and (not isinstance(terminals, int) or isinstance(terminals, bool) or terminals < 0):
         raise BadLicense("the licence's terminal count must be a whole number")
     ids = body.get("installation_ids") or []
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise BadLicense("the licence's installation ids must be a list of node ids")
+    max_version = str(body.get("max_version") or "")
+    if max_version and not _version_tuple(max_version):
+        raise BadLicense(f"the licence's highest version '{max_version}' is not a version number like 1.2")
     return License(
-        id=str(body.get("id", "")),
+        id=str(body.get("id") or ""),
         mode=mode,
         terminals=terminals,
         installation_ids=tuple(ids),
         issued=_date(body.get("issued"), "issue date"),
         expires=_date(body["expires"], "expiry date") if body.get("expires") else None,
-        max_version=str(body.get("max_version", "")),
-        customer=str(body.get("customer", "")),
+        max_version=max_version,
+        customer=str(body.get("customer") or ""),
         issuer=issuer,
         document=document,
     )
@@ -148,7 +151,9 @@ def problems(lic: License, now: datetime, node_id: str, peers: list[str], auto_s
         found.append(f"the licence expired on {lic.expires.date().isoformat()}")
     if lic.installation_ids and node_id not in lic.installation_ids:
         found.append(f"the licence is for installations {', '.join(lic.installation_ids)}, not this server ({node_id})")
-    if lic.max_version and _version_tuple(version) > _version_tuple(lic.max_version):
+    highest = _version_tuple(lic.max_version)
+    # Compared to the licence's own precision: "1.2" covers 1.2, 1.2.0 and 1.2.9, not 1.3.
+    if highest and _version_tuple(version)[: len(highest)] > highest:
         found.append(f"the licence covers thinsync up to {lic.max_version}; this is {version}")
     if lic.mode in NEEDS_SYNC:
         if not auto_sync:

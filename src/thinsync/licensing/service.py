@@ -32,6 +32,7 @@ class LicenseService:
         self.clock = clock
         self.trusted = [k.strip() for k in settings.license_issuer_keys.split(",") if k.strip()]
         self._allowed: set[str] | None = None
+        self._refused_noted: set[str] = set()  # terminals whose refusal is in the event log already
         self._state: str | None = None
         self._task: asyncio.Task[None] | None = None
         # Set by the assembly: node ids of the other servers of the pair (as known here).
@@ -163,6 +164,7 @@ class LicenseService:
         """Terminals beyond the licensed count (first N by creation stamp, the same on every server)
         and every terminal once an invalid licence's grace period is over are refused."""
         if self._allowed is None:
+            self._refused_noted = set()
             self._allowed = self._compute_allowed()
         if self._allowed == {"*"}:
             return True, ""
@@ -172,9 +174,11 @@ class LicenseService:
             return True, ""
         licence = self.current()
         count = licence.terminals if licence else 0
-        self.events.record(
-            "license", f"terminal {name} refused: beyond the licensed {count} terminals", level="warning"
-        )
+        if name not in self._refused_noted:  # once, not on every retry of a refused terminal
+            self._refused_noted.add(name)
+            self.events.record(
+                "license", f"terminal {name} refused: beyond the licensed {count} terminals", level="warning"
+            )
         return False, f"the licence covers {count} terminals and this one is beyond them"
 
     def _compute_allowed(self) -> set[str]:
