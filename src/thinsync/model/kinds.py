@@ -198,7 +198,8 @@ class Settings(Strict):
     """Site-wide policies (singleton)."""
 
     unknown_terminals: Literal["refuse", "unassigned", "auto_create"] = "refuse"
-    auto_create_name_mask: str = Field("T-{mac}", pattern=r"^[A-Za-z0-9-]{0,8}\{mac\}$")
+    # The MAC takes 12 of a terminal name's 15 characters: the prefix has at most 3.
+    auto_create_name_mask: str = Field("T-{mac}", pattern=r"^[A-Za-z0-9-]{0,3}\{mac\}$")
     replacement: Literal["manual", "automatic"] = "manual"
 
 

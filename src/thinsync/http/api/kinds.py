@@ -19,6 +19,10 @@ from thinsync.model.validate import SINGLETON_NAME
 Reader = Annotated[Principal, Depends(require("read"))]
 
 
+def _a(title: str) -> str:
+    return f"an {title}" if title[0] in "aeiou" else f"a {title}"
+
+
 def _written(result: Written, created_status: int = 201) -> JSONResponse:
     obj = result.object or {}
     status = created_status if result.created else 200
@@ -39,7 +43,7 @@ def _add_collection(router: APIRouter, spec: KindSpec) -> None:
     ) -> Any:
         return await services(request).config.list_page(spec.name, cursor, limit)
 
-    @router.get(f"{base}/{{name}}", operation_id=f"get_{op}", tags=[spec.name], summary=f"Read a {spec.title}")
+    @router.get(f"{base}/{{name}}", operation_id=f"get_{op}", tags=[spec.name], summary=f"Read {_a(spec.title)}")
     async def get_object(request: Request, name: str) -> Any:
         await authorize(request, "read")
         obj = await services(request).config.get(spec.name, name)
@@ -49,7 +53,7 @@ def _add_collection(router: APIRouter, spec: KindSpec) -> None:
         f"{base}/{{name}}",
         operation_id=f"put_{op}",
         tags=[spec.name],
-        summary=f"Create or replace a {spec.title}",
+        summary=f"Create or replace {_a(spec.title)}",
         openapi_extra=body_spec(spec),
         status_code=200,
     )
@@ -63,7 +67,7 @@ def _add_collection(router: APIRouter, spec: KindSpec) -> None:
         f"{base}/{{name}}",
         operation_id=f"patch_{op}",
         tags=[spec.name],
-        summary=f"Change some fields of a {spec.title} (JSON merge patch)",
+        summary=f"Change some fields of {_a(spec.title)} (JSON merge patch)",
         openapi_extra=body_spec(spec, patch=True),
     )
     async def patch_object(request: Request, name: str) -> Any:
@@ -76,7 +80,7 @@ def _add_collection(router: APIRouter, spec: KindSpec) -> None:
         f"{base}/{{name}}",
         operation_id=f"delete_{op}",
         tags=[spec.name],
-        summary=f"Delete a {spec.title}",
+        summary=f"Delete {_a(spec.title)}",
         status_code=204,
     )
     async def delete_object(request: Request, name: str) -> Response:
