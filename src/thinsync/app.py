@@ -25,6 +25,7 @@ from thinsync.licensing.service import LicenseService
 from thinsync.metrics import Metrics
 from thinsync.settings import Settings
 from thinsync.store import ChangeRequest, Identity, Op, Store
+from thinsync.store.lock import DataDirLock
 from thinsync.sync.service import SyncService
 from thinsync.terminals.service import TerminalService
 
@@ -99,7 +100,13 @@ class Server:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         clock = clock or SystemClock(settings.clock_offset_s)
-        store = Store.open(settings.db_path, clock)
+        self._lock = DataDirLock(settings.data_dir)
+        self._lock.acquire()
+        try:
+            store = Store.open(settings.db_path, clock)
+        except BaseException:
+            self._lock.release()
+            raise
         identity = store.require_identity()
         passwords = _passwords(settings)
         metrics = Metrics()
@@ -175,6 +182,7 @@ class Server:
         self.services.events.record("server", "server stopped")
         self.services.auth.close()
         self.services.store.close()
+        self._lock.release()
 
 
 def _licence_rules(licensing: LicenseService) -> Any:

@@ -46,6 +46,9 @@ def bound_port(server: uvicorn.Server) -> int:
 
 async def serve(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then stop in order: HTTP, streams, services, store."""
+    # The data directory holds password hashes, the token secret and the cluster key: files this
+    # server creates are readable by its own user only.
+    os.umask(0o077)
     server = Server(settings)
     identity = server.services.store.require_identity()
     config = uvicorn.Config(
