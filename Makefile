@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test lint unit integration fuzz bench faults clean
+.PHONY: demo test lint unit integration fuzz browser chromium bench faults clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,11 +30,19 @@ integration: $(STAMP)
 fuzz: $(STAMP)
 	$(PYTEST) tests/fuzz -q -p no:randomly
 
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+browser: $(STAMP) chromium
+	$(PYTEST) tests/browser -q
+
 # Everything CI runs: lint and architecture, then each suite as its own pytest run.
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint
 	$(PYTEST) tests/unit tests/integration -q
 	$(PYTEST) tests/fuzz -q
+	$(MAKE) --no-print-directory browser
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import threading
 from dataclasses import dataclass
 
@@ -91,6 +93,12 @@ class AuthService:
         secret = self._store.require_identity().token_secret
         token = tokens.issue(secret, tokens.Claims(username, expires, tokens.password_fingerprint(stored)))
         return token, expires
+
+    def sign(self, purpose: str, value: str) -> str:
+        """An HMAC of `value` under this server's token secret, bound to `purpose` (e.g. a console
+        session's CSRF token): only this server can make it, and it changes with the value."""
+        secret = self._store.require_identity().token_secret
+        return hmac.new(secret.encode(), f"{purpose}\x00{value}".encode(), hashlib.sha256).hexdigest()
 
     async def authenticate(self, header: str | None) -> Principal:
         """The principal behind an `Authorization: Bearer` header; Unauthorized when missing or bad."""

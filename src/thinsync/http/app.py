@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
 from thinsync import __version__
 from thinsync.http import errors, openapi, peer, terminal
 from thinsync.http.api import backups, kinds, license, session, sync, system, terminals
+from thinsync.http.console import BASE as CONSOLE_BASE
+from thinsync.http.console import create_console
 from thinsync.http.context import Services
 from thinsync.http.middleware import LimitsAndMetrics
 
@@ -17,6 +19,20 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 def create_app(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
+    console_app, console = create_console(svc)
+
+    @asynccontextmanager
+    async def with_console(app: FastAPI) -> AsyncIterator[None]:
+        # The console's lag sampler runs while the server serves (a mounted app has no lifespan).
+        async with AsyncExitStack() as stack:
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan(app))
+            console.start()
+            try:
+                yield
+            finally:
+                await console.stop()
+
     app = FastAPI(
         title="thinsync",
         version=__version__,
@@ -24,7 +40,7 @@ def create_app(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
-        lifespan=lifespan,
+        lifespan=with_console,
     )
     app.state.services = svc
     errors.install(app)
@@ -37,6 +53,7 @@ def create_app(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
     app.include_router(license.router)
     app.include_router(peer.router)
     app.include_router(kinds.router(skip=frozenset({"server-list", "license"})))
+    app.mount(CONSOLE_BASE, console_app, name="console")
     # Terminal routes first: boot storms and heartbeats should not scan the admin routes.
     app.router.routes[0:0] = terminal.routes
     app.add_middleware(

@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thinsync.metrics import Metrics
 
-UPLOAD_PATHS = ("/api/v1/restore", "/api/v1/backups")
+UPLOAD_PATHS = ("/api/v1/restore", "/api/v1/backups", "/console/restore")
 
 
 class _TooLarge(Exception):

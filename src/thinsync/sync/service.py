@@ -99,6 +99,10 @@ class SyncService:
     def server_list(self) -> dict[str, Any]:
         return self._server_list
 
+    def pairing_with(self) -> str | None:
+        """The primary this server is pairing with right now (edits refused meanwhile), or None."""
+        return self._pairing
+
     def my_role(self) -> str:
         sl = self._server_list
         if not sl.get("auto_sync"):
@@ -395,9 +399,7 @@ class SyncService:
         current = self._server_list
         self.check_server_list(current, new)
         identity = self.store.require_identity()
-        joining = new["auto_sync"] and (
-            not current.get("auto_sync") or self._cluster is None or _members(new) != _members(current)
-        )
+        joining = self.needs_pairing(new)
         if new["auto_sync"]:
             me = pairing.find_me(new, identity.name)
             if me is None:
@@ -415,6 +417,14 @@ class SyncService:
         )
         await self._refresh()
         return await self.config.get("server-list")
+
+    def needs_pairing(self, new: dict[str, Any]) -> bool:
+        """True when saving `new` makes this server pair (auto-sync turned on, or other members):
+        the save then needs the other server's credentials or pairing code."""
+        current = self._server_list
+        return bool(new.get("auto_sync")) and (
+            not current.get("auto_sync") or self._cluster is None or _members(new) != _members(current)
+        )
 
     async def _pair(self, new: dict[str, Any], peer_auth: dict[str, Any], author: str) -> None:
         identity = self.store.require_identity()
@@ -496,7 +506,20 @@ class SyncService:
         self.events.record("sync", f"joined the cluster of {node.get('name')} ({client})")
         if me["role"] != "primary":
             await self._install(server_list["primary"], cluster)
+        await self._adopt_joined_list(server_list, str(node.get("name")))
         return self.hello()
+
+    async def _adopt_joined_list(self, server_list: dict[str, Any], by: str) -> None:
+        """Save the server list this server just joined, so it knows its role and links at once: the
+        primary's snapshot predates the list, whose own change may be late (or refused, when the
+        clocks disagree) and a mirrored secondary must refuse edits from the start."""
+        await self.config.write(
+            f"peer {by}",
+            f"joined the cluster of {by}",
+            [Op("server-list", SINGLETON_NAME, "put", server_list)],
+            gated=False,
+        )
+        await self._refresh()
 
     async def _leave(self, new: dict[str, Any], author: str) -> None:
         """Auto-sync off: tell the others (best effort); both keep their configuration."""

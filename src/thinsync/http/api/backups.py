@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from thinsync.auth.service import Principal
+from thinsync.backup.restore import PROTECTED
 from thinsync.errors import BadRequest, Invalid
 from thinsync.http.deps import etag, if_match, json_body, require, services
 from thinsync.http.routing import PrefixRoute
@@ -132,7 +134,7 @@ async def restore(request: Request, who: Admin, dry_run: Annotated[bool, Query()
         if extra:
             raise Invalid(f"unknown fields: {', '.join(sorted(extra))}")
         path = svc.backups.path(body["backup_id"])
-        data = path.read_bytes()
+        data = await asyncio.to_thread(path.read_bytes)
         passphrase = body.get("passphrase")
         include = _include(body.get("include"))
         label = f"backup {body['backup_id']}"
@@ -198,9 +200,12 @@ async def history_revert(request: Request, who: Writer) -> Any:
         extra = set(body) - {"as_of", "dry_run", "include"}
         if extra or not isinstance(body["as_of"], str):
             raise Invalid('send {"as_of": ISO time} (with optional dry_run and include)')
-        return await svc.backups.revert_as_of(
-            body["as_of"], bool(body.get("dry_run", False)), _include(body.get("include")), who.name
-        )
+        include = _include(body.get("include"))
+        if include:  # accounts, the server list and the licence are changed only with the admin permission
+            who.require("admin")
+        return await svc.backups.revert_as_of(body["as_of"], bool(body.get("dry_run", False)), include, who.name)
     if set(body) != {"kind", "name", "version"} or not all(isinstance(v, str) for v in body.values()):
         raise Invalid('send {"kind", "name", "version"} (all strings) or {"as_of"}')
+    if body["kind"] in PROTECTED:
+        who.require("admin")
     return await svc.backups.revert(body["kind"], body["name"], body["version"], who.name)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from thinsync import __version__
 from thinsync.auth.service import Principal
@@ -138,11 +138,6 @@ async def metrics(request: Request) -> Response:
 
 
 @router.get("/", include_in_schema=False)
-async def home(request: Request) -> HTMLResponse:
-    identity = services(request).store.require_identity()
-    return HTMLResponse(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>thinsync</title></head><body>"
-        f"<h1>thinsync server {identity.name}</h1>"
-        "<p>The web console arrives with a later release. Use the "
-        "<a href='/api/v1/docs'>REST API</a> or the <code>thinsync</code> command line.</p></body></html>"
-    )
+async def home() -> RedirectResponse:
+    """The web console lives under /console/."""
+    return RedirectResponse("/console/", status_code=307)
