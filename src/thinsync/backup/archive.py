@@ -22,6 +22,7 @@ import os
 import re
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +128,36 @@ def decode(data: bytes, passphrase: str | None = None) -> tuple[dict[str, Any], 
     return manifest, objects
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What a backup holds, read in one transaction: every live object of the public kinds, and the
+    digest of the replicated state they were read with."""
+
+    server: str
+    node_id: str
+    objects: list[dict[str, Any]]
+    digest: str
+
+
+def snapshot(store: Store) -> Snapshot:
+    identity = store.require_identity()
+    everything, digest = store.export()
+    objects = [o for o in everything if o["kind"] in KINDS and not KINDS[o["kind"]].internal]
+    return Snapshot(identity.name, identity.node_id, objects, digest)
+
+
 def create(
     store: Store, directory: Path, reason: str, now: float | None = None, passphrase: str | None = None
 ) -> dict[str, Any]:
     """Write a backup of the current configuration; returns its manifest (with `id` and `size`)."""
-    identity = store.require_identity()
-    everything, digest = store.export()
-    objects = [o for o in everything if o["kind"] in KINDS and not KINDS[o["kind"]].internal]
+    return write(snapshot(store), directory, reason, now, passphrase)
+
+
+def write(
+    snap: Snapshot, directory: Path, reason: str, now: float | None = None, passphrase: str | None = None
+) -> dict[str, Any]:
+    """Write a backup file of a snapshot already read (a restore backs up the very state it compared)."""
+    objects, digest = snap.objects, snap.digest
     now = time.time() if now is None else now
     counts: dict[str, int] = {}
     for obj in objects:
@@ -141,8 +165,8 @@ def create(
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "server": identity.name,
-        "node_id": identity.node_id,
+        "server": snap.server,
+        "node_id": snap.node_id,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         "reason": reason,
         "counts": counts,
@@ -215,9 +239,10 @@ def delete(directory: Path, backup_id: str) -> None:
     path_of(directory, backup_id).unlink()
 
 
-def prune(directory: Path, keep: int, reason_prefix: str) -> list[str]:
-    """Keep the newest `keep` backups whose reason starts with `reason_prefix`; delete older ones."""
-    mine = [b for b in list_backups(directory) if str(b.get("reason", "")).startswith(reason_prefix)]
+def prune(directory: Path, keep: int, reason: str) -> list[str]:
+    """Keep the newest `keep` backups written for `reason` (exactly: schedule `backup` does not count
+    schedule `backup2`'s); delete older ones. Encrypted backups show no reason and are never pruned."""
+    mine = [b for b in list_backups(directory) if b.get("reason") == reason]
     removed = []
     for backup in mine[keep:]:
         delete(directory, backup["id"])

@@ -14,16 +14,29 @@ from thinsync.backup import restore as planner
 from thinsync.backup.schedule import due, local_offset
 from thinsync.clock import Clock
 from thinsync.config.service import ConfigService, kind_spec, public
-from thinsync.errors import Invalid, NotFound
+from thinsync.errors import Conflict, Invalid, NotFound
 from thinsync.events.log import EventLog
 from thinsync.model.validate import SINGLETON_NAME
 from thinsync.settings import Settings
-from thinsync.store import Op, Store
+from thinsync.store import Op, State, Store
 from thinsync.store.hlc import hlc_from_ms
 
 log = logging.getLogger(__name__)
 TICK_S = 30.0
 LAST_SUCCESS = "backup.last_success"
+END_OF_TIME = 2**63 - 1  # an HLC after every stamp: states_as_of(END_OF_TIME) replays the whole log
+
+
+def _replays_to(replayed: State | None, body: dict[str, Any] | None) -> bool:
+    """The log replays to this stored body (None: the object does not exist)."""
+    if replayed is None or not replayed.live:
+        return body is None
+    return body is not None and dict(replayed.vals) == body
+
+
+def _same(replayed: State, stored: State) -> bool:
+    """The log replays to what is stored (same liveness and values): the object's history is whole."""
+    return replayed.live == stored.live and (not stored.live or dict(replayed.vals) == dict(stored.vals))
 
 
 class BackupService:
@@ -43,8 +56,11 @@ class BackupService:
     # ------------------------------------------------------------------ backups
 
     async def create(self, reason: str, passphrase: str | None = None) -> dict[str, Any]:
+        return await self._write(await asyncio.to_thread(archive.snapshot, self.store), reason, passphrase)
+
+    async def _write(self, snap: archive.Snapshot, reason: str, passphrase: str | None = None) -> dict[str, Any]:
         manifest = await asyncio.to_thread(
-            archive.create, self.store, self.settings.backups, reason, self.clock.time(), passphrase
+            archive.write, snap, self.settings.backups, reason, self.clock.time(), passphrase
         )
         self.last_success = self.clock.time()
         await asyncio.to_thread(self.store.set_node_values, {LAST_SUCCESS: repr(self.last_success)})
@@ -93,11 +109,11 @@ class BackupService:
             now = self.clock.time()
             if not due(schedule, float(last) if last else None, now, local_offset()):
                 continue
-            prefix = f"schedule {schedule['name']}"
+            reason = f"schedule {schedule['name']}"
             try:
-                manifest = await self.create(prefix)
+                manifest = await self.create(reason)
                 removed = await asyncio.to_thread(
-                    archive.prune, self.settings.backups, int(schedule.get("retention", 7)), prefix
+                    archive.prune, self.settings.backups, int(schedule.get("retention", 7)), reason
                 )
                 if removed:
                     self.events.record("backup", f"retention of {schedule['name']}: removed {len(removed)} old backups")
@@ -109,12 +125,14 @@ class BackupService:
 
     # ------------------------------------------------------------------ restore
 
-    async def _current(self) -> planner.Objects:
-        everything, _ = await asyncio.to_thread(self.store.export)
+    async def _current(self) -> tuple[archive.Snapshot, planner.Objects]:
+        """The configuration now, read once: compared with what a restore wants, and (unchanged) what
+        its pre-restore backup holds."""
+        snap = await asyncio.to_thread(archive.snapshot, self.store)
         current: planner.Objects = {}
-        for obj in everything:
+        for obj in snap.objects:
             current.setdefault(obj["kind"], {})[obj["name"]] = obj["body"]
-        return current
+        return snap, current
 
     async def restore(
         self, data: bytes, passphrase: str | None, dry_run: bool, include: list[str], author: str, label: str
@@ -122,26 +140,27 @@ class BackupService:
         """Verify the whole file, then (unless a dry run) back up and apply it as one change set."""
         manifest, objects = await asyncio.to_thread(archive.decode, data, passphrase)
         kinds = planner.restorable(include)
-        current = await self._current()
-        wanted = planner.verify(objects, kinds, current)
-        return await self._apply(wanted, current, dry_run, author, f"restore of {label}", manifest)
+        snap, current = await self._current()
+        wanted = await asyncio.to_thread(planner.verify, objects, kinds, current)
+        return await self._apply(wanted, snap, current, dry_run, author, f"restore of {label}", manifest)
 
     async def _apply(
         self,
         wanted: planner.Objects,
+        snap: archive.Snapshot,
         current: planner.Objects,
         dry_run: bool,
         author: str,
         what: str,
         manifest: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        changes = planner.diff(wanted, current)
+        changes = await asyncio.to_thread(planner.diff, wanted, current)
         result: dict[str, Any] = {**changes, "dry_run": dry_run, "objects": planner.count(changes)}
         if manifest is not None:
             result["backup"] = {k: manifest.get(k) for k in ("server", "created", "reason", "counts", "digest")}
         if dry_run:
             return result
-        before = await self.create(f"before {what}")
+        before = await self._write(snap, f"before {what}")
         ops = planner.ops(wanted, current, changes)
         if ops:
             await self.config.write(author, what, ops)
@@ -169,6 +188,15 @@ class BackupService:
         if match is None:
             raise NotFound(f"{spec.title} '{name}' has no version {version}; see GET /api/v1/history")
         current = await asyncio.to_thread(self.store.get, spec.name, key)
+        if not _same(entries[-1][1], current):
+            # The log replays to something else than what is stored: the object came whole (pairing,
+            # a snapshot, a digest repair) before this server's log starts, so its versions here hold
+            # only the fields changed since. Putting one back would lose the others.
+            raise Conflict(
+                f"the history of {spec.title} '{name}' on this server does not reach back to the object's "
+                "beginning (it came with pairing or a repair); revert it on the server that has its whole "
+                "history (the one that was primary at pairing)"
+            )
         if match.live:
             ops = [Op(spec.name, key, "put", dict(match.vals))]
         else:
@@ -193,11 +221,38 @@ class BackupService:
         except ValueError:
             raise Invalid(f"as_of '{when}' is not an ISO 8601 time such as 2026-11-25T08:00:00Z") from None
         limit = hlc_from_ms(int(moment * 1000) + 1)
-        states = await asyncio.to_thread(self.store.states_as_of, limit)
         kinds = planner.restorable(include)
+        states, replayed, (snap, current) = await asyncio.gather(
+            asyncio.to_thread(self.store.states_as_of, limit),
+            asyncio.to_thread(self.store.states_as_of, END_OF_TIME),
+            self._current(),
+        )
         wanted: planner.Objects = {k: {} for k in kinds}
         for (kind, name), state in states.items():
             if kind in wanted and state.live:
                 wanted[kind][name] = dict(state.vals)
-        current = await self._current()
-        return await self._apply(wanted, current, dry_run, author, f"revert to {when}")
+        # Objects whose log does not replay to what is stored came whole before this server's log
+        # starts (pairing, a snapshot, a repair): their past is unknown here, so they stay as they are.
+        partial: dict[str, list[str]] = {}
+        for kind in kinds:
+            names = set(current.get(kind, {})) | {n for (k, n), st in replayed.items() if k == kind and st.live}
+            for name in sorted(names):
+                now = current.get(kind, {}).get(name)
+                if _replays_to(replayed.get((kind, name)), now):
+                    continue
+                partial.setdefault(kind, []).append(name)
+                if now is None:
+                    wanted[kind].pop(name, None)
+                else:
+                    wanted[kind][name] = now
+        result = await self._apply(wanted, snap, current, dry_run, author, f"revert to {when}")
+        if partial:
+            count = sum(len(n) for n in partial.values())
+            result["partial_history"] = partial
+            left = (
+                f"{count} objects came to this server whole (with pairing or a repair) before its change log "
+                "starts; their past is not known here and they were left as they are. Revert on the server "
+                "that has their whole history (the one that was primary at pairing)."
+            )
+            result["note"] = f"{result['note']} {left}" if result.get("note") else left
+        return result

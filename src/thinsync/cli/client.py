@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -58,8 +60,7 @@ class Api:
         body = self.request("POST", "/api/v1/login", json={"username": self._user, "password": password}, auth=False)
         self._token = body["token"]
 
-    def request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
-        """Send a request; return the decoded JSON (None for 204); raise CliError on an error."""
+    def _prepare(self, auth: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
         headers = dict(kwargs.pop("headers", {}) or {})
         if "timeout" in kwargs:
             kwargs["timeout"] = httpx2.Timeout(kwargs["timeout"], connect=5.0)
@@ -67,16 +68,40 @@ class Api:
             if self._token is None:
                 self._login()
             headers["Authorization"] = f"Bearer {self._token}"
-        try:
-            response = self._client.request(method, path, headers=headers, **kwargs)
-        except httpx2.TransportError as exc:
-            raise CliError(f"cannot reach the thinsync server at {self.server}: {exc}", EXIT_UNREACHABLE) from exc
+        return {**kwargs, "headers": headers}
+
+    def _unreachable(self, exc: Exception) -> CliError:
+        return CliError(f"cannot reach the thinsync server at {self.server}: {exc}", EXIT_UNREACHABLE)
+
+    @staticmethod
+    def _raise_for(response: httpx2.Response) -> None:
         if response.status_code >= 400:
             try:
                 message = response.json().get("message") or response.text
             except ValueError:
                 message = response.text or response.reason_phrase
             raise CliError(message, exit_code_for(response.status_code))
+
+    @contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx2.Response]:
+        """A streamed response (for downloads); CliError on an error, like `request`."""
+        try:
+            with self._client.stream(method, path, **self._prepare(True, kwargs)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                self._raise_for(response)
+                yield response
+        except httpx2.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    def request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
+        """Send a request; return the decoded JSON (None for 204); raise CliError on an error."""
+        kwargs = self._prepare(auth, kwargs)
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx2.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        self._raise_for(response)
         if response.status_code == 204 or not response.content:
             return None
         if response.headers.get("content-type", "").startswith("application/json"):

@@ -12,6 +12,7 @@ import click
 
 from thinsync import __version__
 from thinsync.app import initialize, is_initialised
+from thinsync.cli.backups import commands as backup_commands
 from thinsync.cli.client import Api, CliError
 from thinsync.cli.kinds import all_groups
 from thinsync.cli.license import license_group
@@ -139,20 +140,7 @@ def events(api: Api, as_json: bool, category: str | None, limit: int) -> None:
         table(items, ["when", "category", "level", "message"])
 
 
-@cli.command()
-@click.argument("kind")
-@click.argument("name", required=False, default="default")
-@remote
-def history(api: Api, as_json: bool, kind: str, name: str) -> None:
-    """Show the versions of one object (KIND as in the API: terminals, display-clients, ...)."""
-    items = api.request("GET", "/api/v1/history", params={"kind": kind, "name": name})["items"]
-    if as_json:
-        emit_json(items)
-    else:
-        table(items, ["time", "author", "server", "summary", "version"])
-
-
-for _group in [*all_groups(), *sync_commands(), license_group]:
+for _group in [*all_groups(), *sync_commands(), *backup_commands(), license_group]:
     cli.add_command(_group)
 _terminal = cli.commands["terminal"]
 assert isinstance(_terminal, click.Group)

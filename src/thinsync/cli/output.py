@@ -28,10 +28,13 @@ def _console() -> Console:
     return Console(emoji=False, highlight=False)
 
 
-def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
+def table(
+    rows: list[dict[str, Any]], columns: list[str], title: str | None = None, no_wrap: tuple[str, ...] = ()
+) -> None:
+    """`no_wrap` columns are never broken across lines (ids a reader copies); the others give way."""
     t = Table(title=title)
     for col in columns:
-        t.add_column(col)
+        t.add_column(col, no_wrap=col in no_wrap)
     for row in rows:
         t.add_row(*(_cell(row.get(col)) for col in columns))
     _console().print(t)

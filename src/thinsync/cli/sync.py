@@ -1,4 +1,4 @@
-"""`thinsync server-list`, `discover`, `sync ...` and `backup ...` commands."""
+"""`thinsync server-list`, `discover` and `sync ...` commands."""
 
 from __future__ import annotations
 
@@ -221,24 +221,5 @@ def pairing_code(api: Api, as_json: bool) -> None:
     emit_json(result) if as_json else click.echo(result["pairing_code"])
 
 
-@click.group("backup", help="Backups of the configuration.")
-def backup() -> None:
-    pass
-
-
-@backup.command("create", help="Back up the configuration now.")
-@remote
-def backup_create(api: Api, as_json: bool) -> None:
-    result = api.request("POST", "/api/v1/backups")
-    emit_json(result) if as_json else click.echo(f"backup {result['id']} written ({result['size']} bytes)")
-
-
-@backup.command("list", help="List the backups on the server.")
-@remote
-def backup_list(api: Api, as_json: bool) -> None:
-    items = api.request("GET", "/api/v1/backups")["items"]
-    emit_json(items) if as_json else table(items, ["id", "created", "reason", "size", "digest"])
-
-
 def commands() -> list[click.Command]:
-    return [server_list, discover, sync, backup]
+    return [server_list, discover, sync]
