@@ -105,8 +105,15 @@ class FaultProxy:
             await self._cut()
             if self._server is not None:
                 self._server.close()
+            # Finish the connection handlers, so no task is left pending when the loop closes.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         with contextlib.suppress(Exception):
             self._call(stop()).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()  # its self-pipe sockets, else a ResourceWarning (an error here) at collection

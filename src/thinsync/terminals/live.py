@@ -15,6 +15,8 @@ class Seen:
     uptime_s: float | None = None
     unassigned: bool = False
     online: bool = True
+    # Seconds of silence before red, from the document known at the last heartbeat (None: look it up).
+    offline_after: float | None = None
 
     def row(self, mac: str) -> tuple[Any, ...]:
         return (mac, self.last_seen, self.booted_from, self.address, self.state, self.uptime_s, int(self.unassigned))

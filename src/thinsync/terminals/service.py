@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import re
 import time
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 WATCHED = frozenset({"terminals", "terminal-groups", "display-clients", "display-servers", "server-list", "settings"})
 SWEEP_S = 1.0
 FLUSH_S = 10.0
+# The shortest silence that can turn a terminal red (connection-monitor minimums: 1 s x (0 + 1) + 1 s).
+MIN_OFFLINE_S = 2.0
+# Terminals resolved in one worker-thread job during a boot storm.
+RESOLVE_BATCH = 256
 
 
 class UnknownTerminal(ThinsyncError):
@@ -69,6 +74,11 @@ class TerminalService:
         self.serving = serving  # this server as {"name", "address", "port"} (used only with auto-sync off)
         self.may_boot: BootPolicy = lambda name: (True, "")
         self._cache: dict[str, Boot] = {}
+        # Objects many documents share (groups, display clients and servers, the server list), read
+        # once per generation: a boot storm after a change then reads only each terminal's own rows.
+        self._shared: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._waiting: dict[str, asyncio.Future[Boot | None]] = {}
+        self._resolver: asyncio.Task[None] | None = None
         self._generation = 0
         self._changed = asyncio.Condition()
         self.seen: dict[str, Seen] = {}
@@ -98,6 +108,7 @@ class TerminalService:
 
     def _invalidate(self) -> None:
         self._cache.clear()
+        self._shared = {}  # a new dict: a resolve still running fills the old one, never this one
         self._generation += 1
 
         async def notify() -> None:
@@ -115,13 +126,56 @@ class TerminalService:
             self._allow(cached.name)
             return cached
         generation = self._generation
-        boot = await asyncio.to_thread(self._resolve, mac)
+        boot = await self._lookup(mac)
         if boot is None:
             boot = await self._unknown(mac, client)
         if generation == self._generation:
             self._cache[mac] = boot
         self._allow(boot.name)
         return boot
+
+    async def _lookup(self, mac: str) -> Boot | None:
+        """Resolve in a worker thread. Boots that arrive while a batch is being resolved are resolved
+        together in the next one (a boot storm costs one thread hand-off per batch, not per terminal;
+        simultaneous boots of one MAC share one resolution)."""
+        waiting = self._waiting.get(mac)
+        if waiting is None:
+            waiting = self._waiting[mac] = asyncio.get_running_loop().create_future()
+            if self._resolver is None or self._resolver.done():
+                self._resolver = asyncio.create_task(self._resolve_batches())
+        return await asyncio.shield(waiting)  # one boot given up on does not cancel the others'
+
+    async def _resolve_batches(self) -> None:
+        while self._waiting:
+            batch = dict(itertools.islice(self._waiting.items(), RESOLVE_BATCH))
+            for mac in batch:
+                del self._waiting[mac]
+            try:
+                outcomes = await asyncio.to_thread(self._resolve_many, list(batch))
+            except BaseException as exc:  # the store is closing, or this task is cancelled
+                outcomes = dict.fromkeys(batch, exc)
+                if not isinstance(exc, Exception):
+                    for future in batch.values():
+                        future.cancel()
+                    raise
+            for mac, future in batch.items():
+                outcome = outcomes[mac]
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                    future.exception()  # retrieved here: a waiter that gave up must not leave a warning
+                else:
+                    future.set_result(outcome)
+
+    def _resolve_many(self, macs: list[str]) -> dict[str, Boot | None | BaseException]:
+        outcomes: dict[str, Boot | None | BaseException] = {}
+        for mac in macs:
+            try:
+                outcomes[mac] = self._resolve(mac)
+            except Exception as exc:  # NotBootable, or a store error: that terminal's answer
+                outcomes[mac] = exc
+        return outcomes
 
     def _allow(self, name: str) -> None:
         allowed, reason = self.may_boot(name)
@@ -131,9 +185,6 @@ class TerminalService:
     def _read(self, kind: str, name: str) -> dict[str, Any] | None:
         state = self.store.get(kind, name)
         return dict(state.vals) if state.live else None
-
-    def _server_list(self) -> dict[str, Any]:
-        return self._read("server-list", SINGLETON_NAME) or k.ServerList().model_dump(mode="json")
 
     def _resolve(self, mac: str) -> Boot | None:
         name = self.store.holder_of("terminals", "MAC address", mac)
@@ -145,7 +196,15 @@ class TerminalService:
         problems = self.store.problems("terminals", name)
         if problems:
             raise NotBootable(f"terminal {name} is not bootable until an administrator fixes it: {'; '.join(problems)}")
-        doc = document.build(name, terminal, self._read, self._server_list(), self.serving)
+        shared = self._shared
+
+        def lookup(kind: str, key: str) -> dict[str, Any] | None:
+            if (kind, key) not in shared:
+                shared[(kind, key)] = self._read(kind, key)
+            return shared[(kind, key)]
+
+        server_list = lookup("server-list", SINGLETON_NAME) or k.ServerList().model_dump(mode="json")
+        doc = document.build(name, terminal, lookup, server_list, self.serving)
         body, digest = document.finish(doc)
         return Boot(name, body, digest, document.offline_after(doc["connection_monitor"]))
 
@@ -218,6 +277,8 @@ class TerminalService:
                 setattr(entry, field_name, body[field_name][:64])
         if isinstance(body.get("uptime_s"), int | float):
             entry.uptime_s = float(body["uptime_s"])
+        known = self._cache.get(mac)
+        entry.offline_after = known.offline_after if known is not None else None
         self._dirty.add(mac)
         if went_online:
             name = self._name_of(mac)
@@ -240,7 +301,9 @@ class TerminalService:
         for mac, entry in list(self.seen.items()):
             if not entry.online:
                 continue
-            limit = await self._offline_after(mac)
+            if now - entry.last_seen <= MIN_OFFLINE_S:
+                continue  # heard from too recently to be red under any timings
+            limit = entry.offline_after or await self._offline_after(mac)
             if now - entry.last_seen > limit:
                 entry.online = False
                 self._dirty.add(mac)
