@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ class Server:
                 store,
                 config,
                 events,
-                {"name": identity.name, "address": settings.listen_host, "port": settings.listen_port},
+                {"name": identity.name, "address": _reachable(settings.listen_host), "port": settings.listen_port},
                 settings.heartbeats_per_address,
             ),
         )
@@ -195,3 +196,9 @@ def _licence_rules(licensing: LicenseService) -> Any:
             licensing.refuse_mode(new.get("mode", "redundant"))
 
     return check
+
+
+def _reachable(host: str) -> str:
+    """An address terminals can use for this server: the listen address, or the host name when it
+    listens on every interface (used in boot documents only while auto-sync is off)."""
+    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
