@@ -360,6 +360,19 @@ class SyncService:
                     raise Conflict("the object was deleted; restore it from its history (revert) to keep the change")
                 ops.insert(0, Op(c["target_kind"], c["target_name"], "delete"))
         elif target.live:
+            if target.stamps.get(c["field"]) != c.get("winner"):
+                # The field changed after this conflict: its values are history now, and writing either
+                # back would overwrite the newer value. The conflict is closed as superseded instead.
+                stale = {"state": "superseded", "at": closing.body["closed"]["at"], "by": author}
+                await self.config.write(
+                    author,
+                    f"close out-of-date conflict {conflict_id}",
+                    [Op("conflicts", conflict_id, "patch", {"closed": stale})],
+                )
+                return {
+                    **self._view({**c, "closed": stale}),
+                    "note": f"field {c['field']} changed after this conflict; the current value was kept",
+                }
             value = c["entries"][0 if keep == "winner" else 1]["value"]
             body = {**target.vals, c["field"]: value}
             ops.insert(0, Op(c["target_kind"], c["target_name"], "put", body, force=(c["field"],)))
