@@ -133,6 +133,8 @@ class Server:
                 settings.heartbeats_per_address,
             ),
         )
+        # Open terminal watches answer as soon as shutdown begins, not after the graceful timeout.
+        self.services.terminals.use_shutdown_event(self.services.shutdown)
         self.services.sync.register_metrics(metrics)
         licensing = self.services.licensing
         sync_service = self.services.sync

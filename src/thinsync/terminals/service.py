@@ -80,7 +80,9 @@ class TerminalService:
         self._waiting: dict[str, asyncio.Future[Boot | None]] = {}
         self._resolver: asyncio.Task[None] | None = None
         self._generation = 0
-        self._changed = asyncio.Condition()
+        # Set (and replaced) on every configuration change; watchers wait on the current one.
+        self._changed = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.seen: dict[str, Seen] = {}
         self._dirty: set[str] = set()
         self._per_mac = RateLimit(per_second=5.0, burst=10.0)
@@ -96,7 +98,12 @@ class TerminalService:
         self.store.subscribe(self._on_change)
         self._tasks = [asyncio.create_task(self._sweep()), asyncio.create_task(self._flush_loop())]
 
+    def use_shutdown_event(self, event: asyncio.Event) -> None:
+        """Watches end when `event` is set (the server's shutdown, set on SIGTERM)."""
+        self._stopping = event
+
     async def stop(self) -> None:
+        self._stopping.set()  # open watches answer now instead of holding the shutdown
         self.store.unsubscribe(self._on_change)
         for task in self._tasks:
             task.cancel()
@@ -111,11 +118,8 @@ class TerminalService:
         self._shared = {}  # a new dict: a resolve still running fills the old one, never this one
         self._generation += 1
 
-        async def notify() -> None:
-            async with self._changed:
-                self._changed.notify_all()
-
-        asyncio.ensure_future(notify())
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     # ------------------------------------------------------------------ boot documents
 
@@ -249,9 +253,14 @@ class TerminalService:
             remaining = deadline - time.monotonic()
             if known_hash is None or boot.config_hash != known_hash or remaining <= 0:
                 return boot
-            async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+            if self._stopping.is_set():
+                return boot
+            waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(self._stopping.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
 
     # ------------------------------------------------------------------ heartbeats and lights
 
