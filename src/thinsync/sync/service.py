@@ -428,8 +428,15 @@ class SyncService:
             [Op("server-list", SINGLETON_NAME, "put", new, if_match)],
             gated=not joining and self.my_role() != "secondary",
         )
+        if current.get("auto_sync") and not new["auto_sync"]:
+            await self._forget_cluster()
         await self._refresh()
         return await self.config.get("server-list")
+
+    async def _forget_cluster(self) -> None:
+        """Sync is off: drop the cluster key, so pairing again makes a new one."""
+        self._cluster = None
+        await asyncio.to_thread(self.store.set_node_values, {"cluster_id": None, "cluster_key": None})
 
     def needs_pairing(self, new: dict[str, Any]) -> bool:
         """True when saving `new` makes this server pair (auto-sync turned on, or other members):
@@ -564,6 +571,7 @@ class SyncService:
                 gated=False,
             )
         self.events.record("sync", f"{by} turned automatic synchronization off", level="warning")
+        await self._forget_cluster()
         await self._refresh()
 
     # ------------------------------------------------------------------ manual synchronization
