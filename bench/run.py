@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import sync_live, sync_recovery, sync_store, write_api
+from bench import backups, sync_live, sync_recovery, sync_store, terminals, write_api
 from bench.report import RESULTS_DIR, BenchResult, verdict, write_result
 
 # name -> run(quick) returning a BenchResult; later benchmarks add themselves here.
@@ -22,6 +22,10 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     sync_recovery.PARTITION: lambda quick: sync_recovery.run_partition(quick=quick),
     sync_recovery.REPAIR: lambda quick: sync_recovery.run_repair(quick=quick),
     sync_recovery.RESTART: lambda quick: sync_recovery.run_restart(quick=quick),
+    terminals.STORM: lambda quick: terminals.run_storm(quick=quick),
+    terminals.HEARTBEATS: lambda quick: terminals.run_heartbeats(quick=quick),
+    terminals.MEMORY: lambda quick: terminals.run_memory(quick=quick),
+    backups.NAME: lambda quick: backups.run(quick=quick),
 }
 
 

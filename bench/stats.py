@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bench.loadgen import percentile, proc_cpu_seconds
 from bench.report import median
 
-__all__ = ["distribution", "over_runs", "percentile", "proc_cpu_seconds", "median", "CpuMeter"]
+__all__ = ["distribution", "fsync_probe", "percentile", "proc_cpu_seconds", "median", "CpuMeter"]
 
 
 def distribution(values: Sequence[float], missing: int = 0) -> dict[str, Any]:
@@ -25,18 +27,6 @@ def distribution(values: Sequence[float], missing: int = 0) -> dict[str, Any]:
     out["max"] = None if missing or not present else round(present[-1], 3)
     out["min"] = round(present[0], 3) if present else None
     return out
-
-
-def over_runs(runs: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
-    """Median, min and max of one number across runs (None entries ignored)."""
-    values = [r.get(key) for r in runs]
-    present = [v for v in values if v is not None]
-    return {
-        "median": median(present),
-        "min": min(present) if present else None,
-        "max": max(present) if present else None,
-        "runs": len(values),
-    }
 
 
 class CpuMeter:
@@ -58,3 +48,23 @@ class CpuMeter:
             before, after = self._cpu0.get(name), proc_cpu_seconds(pid)
             out[name] = round((after - before) / wall, 3) if before is not None and after is not None and wall else None
         return out
+
+
+def fsync_probe(directory: Path, count: int = 100) -> dict[str, Any]:
+    """How long this disk takes to make a small overwrite durable (fdatasync, ms): every commit of the
+    servers (synchronous=FULL) waits for one, so it bounds write and replication latency."""
+    path = directory / ".fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"\0" * 4096 * 16)
+        os.fsync(fd)
+        times = []
+        for i in range(count):
+            os.pwrite(fd, i.to_bytes(4, "big") * 1024, (i % 16) * 4096)
+            began = time.perf_counter()
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - began) * 1000.0)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return distribution(times)

@@ -177,6 +177,7 @@ def run_bulk(quick: bool = False, log: Log = print) -> BenchResult:
     runs = data["runs"]
     rate = median([r["per_s"] for r in runs]) or 0.0
     worst = min(r["per_s"] for r in runs)
+    cpu_us = median([r["cpu_us_per_change"] for r in runs]) or 0.0
     with_read = data["total"] / (median([r["wall_s"] for r in runs]) + data["read_s"])
     rows = [
         [
@@ -202,7 +203,8 @@ def run_bulk(quick: bool = False, log: Log = print) -> BenchResult:
         name=BULK,
         title="Bulk apply of replicated change sets (Store.apply_remote, in process)",
         target=f"≥ {TARGET_APPLY_PER_S:,.0f} changes/s",
-        measured=f"{rate:,.0f} changes/s (median of {len(runs)} runs, slowest {worst:,.0f}/s)",
+        measured=f"{rate:,.0f} changes/s (median of {len(runs)} runs, slowest {worst:,.0f}/s; "
+        f"{cpu_us:.0f} µs CPU per change = {1e6 / cpu_us if cpu_us else 0:,.0f}/s per CPU-second)",
         passed=rate >= TARGET_APPLY_PER_S,
         machine=machine,
         params={
@@ -222,7 +224,9 @@ def run_bulk(quick: bool = False, log: Log = print) -> BenchResult:
             "`await store.apply_remote(page, max_skew_s=3600)` (one transaction and one fsync per page).",
             "changes/s = change sets / wall time of the applies (reading the pages is not included: "
             f"{data['read_s']:.2f} s for all pages; with it, {with_read:,.0f}/s).",
-            "CPU µs/change is the benchmark process's CPU time (the writer thread does the work) per change set.",
+            "CPU µs/change is the benchmark process's CPU time (the writer thread does the work) per change set; "
+            "1,000,000 / it is the rate one free core would reach, a number that moves less with other load on "
+            "the machine than the wall-clock rate does.",
             f"Building the source log took {data['build_s']:.1f} s (not measured).",
             f"Other load on the machine: at start {machine.get('load_at_start')}, at end {machine.get('load_at_end')}.",
             f"Total benchmark time {elapsed:.0f} s" + (" (quick mode)" if quick else "") + ".",
@@ -355,7 +359,7 @@ def run_snapshot(quick: bool = False, log: Log = print) -> BenchResult:
         target=f"snapshot of 100,000 objects ≤ {TARGET_SNAPSHOT_S:g} s",
         measured=f"{total:.2f} s for {plan.objects:,} objects (median of {len(runs)} runs, slowest {worst:.2f} s; "
         f"read {med['snapshot_s']:.2f} + framing {med['wire_s']:.2f} + merge {med['merge_s']:.2f} s)",
-        passed=total <= TARGET_SNAPSHOT_S and plan.objects >= 100_000,
+        passed=None if quick else total <= TARGET_SNAPSHOT_S,
         machine=machine,
         params={"runs": plan.runs, "objects": plan.objects, "chunk": SNAPSHOT_CHUNK, "quick": quick},
         table=Table(

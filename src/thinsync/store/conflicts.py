@@ -34,6 +34,8 @@ from thinsync.store.stamps import State, apply
 Key = tuple[str, str]
 KIND = "conflicts"
 DELETED = "(deleted)"
+# Kinds some other kind can reference: only their objects can have referrers to re-check.
+REFERENCED = frozenset(ref.target for spec in KINDS.values() for ref in spec.refs)
 
 
 def conflict_id(kind: str, name: str, field_name: str, *parts: str) -> str:
@@ -122,13 +124,19 @@ def any_open(conn: sqlite3.Connection) -> bool:
     )
 
 
-def related_keys(conn: sqlite3.Connection, befores: Iterable[tuple[str, str, State]]) -> set[Key]:
-    """Objects whose validity may change with these: referrers and holders of the same unique keys."""
+def related_keys(
+    conn: sqlite3.Connection, befores: Iterable[tuple[str, str, State]], referrers: bool = True
+) -> set[Key]:
+    """Objects whose validity may change with these: referrers and holders of the same unique keys.
+
+    `referrers=False` when the objects are already written and go to `refresh_problems`, which reads
+    their (then identical) referrers itself."""
     lookup = rows.TxLookup(conn)
     related: set[Key] = set()
     for kind, name, before in befores:
-        related.update(lookup.referrers(kind, name))
-        if before.live:
+        if referrers and kind in REFERENCED:
+            related.update(lookup.referrers(kind, name))
+        if before.live and KINDS[kind].uniques:
             for label, value in unique_keys(KINDS[kind], dict(before.vals)):
                 related.update((kind, n) for n in lookup.holders(kind, label, value))
     return related
@@ -152,17 +160,28 @@ def refresh_problems(conn: sqlite3.Connection, keys: Iterable[Key], pending: Pen
     """Recompute the validity of these objects and of the objects related to them."""
     lookup = rows.TxLookup(conn)
     todo = {k for k in keys if k[0] != KIND}
+    found: dict[Key, tuple[Any, ...] | None] = {}  # rows read in the first pass (nothing writes in between)
     for kind, name in list(todo):
-        todo.update(lookup.referrers(kind, name))
-        row = conn.execute("SELECT vals, live FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
-        if row and row[1]:
+        if kind in REFERENCED:
+            todo.update(lookup.referrers(kind, name))
+        row = conn.execute("SELECT vals, live, problems FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
+        found[(kind, name)] = row
+        if row and row[1] and KINDS[kind].uniques:
             for label, value in unique_keys(KINDS[kind], json.loads(row[0])):
                 todo.update((kind, n) for n in lookup.holders(kind, label, value))
     for kind, name in sorted(todo):
-        row = conn.execute("SELECT vals, live, problems FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
+        if (kind, name) in found:
+            row = found[(kind, name)]
+        else:
+            row = conn.execute(
+                "SELECT vals, live, problems FROM objects WHERE kind=? AND name=?", (kind, name)
+            ).fetchone()
         if row is None:
             continue
-        current = problems_of(conn, kind, name, json.loads(row[0])) if row[1] else []
+        spec = KINDS[kind]
+        # Only references and unique keys make problems: other kinds skip decoding their values.
+        checked = row[1] and (spec.refs or spec.uniques)
+        current = problems_of(conn, kind, name, json.loads(row[0])) if checked else []
         stored = json.loads(row[2]) if row[2] else []
         if current == stored:
             continue

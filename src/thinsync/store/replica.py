@@ -16,7 +16,7 @@ from thinsync.store import conflicts, rows
 from thinsync.store.changes import ChangeSet
 from thinsync.store.digest import Digest, bucket_of
 from thinsync.store.hlc import HLC, hlc_from_ms, hlc_ms, make_stamp, wall_iso
-from thinsync.store.stamps import State, merge
+from thinsync.store.stamps import EMPTY, State, merge
 
 Key = tuple[str, str]
 
@@ -56,6 +56,9 @@ def apply_remote(
     touched: set[Key] = set()
     befores: list[tuple[str, str, State]] = []
     pending = conflicts.Pending()
+    origins: set[str] = set()
+    # Closing superseded conflicts needs an open one (indexed): usually there is none to look for.
+    settling = conflicts.any_open(conn)
     at = wall_iso(hlc_from_ms(int(now * 1000)))
     limit_ms = int((now + max_skew_s) * 1000)
     for change in sets:
@@ -82,17 +85,24 @@ def apply_remote(
             )
             after = merge(before, incoming)
             if after != before:
-                rows.write_object(conn, item.kind, item.name, after, stamp)
-            conflicts.settle(conn, item, pending, at, change.author)
+                rows.write_object(conn, item.kind, item.name, after, stamp, fresh=before is EMPTY)
+            # An incoming conflict record may be an open one that a later item of the batch continues.
+            settling = settling or item.kind == conflicts.KIND
+            if settling:
+                conflicts.settle(conn, item, pending, at, change.author)
             touched.add((item.kind, item.name))
         stored = rows.append_change(
             conn,
             ChangeSet(0, change.origin, change.seq, change.hlc, change.author, change.summary, change.items, now),
+            track_origin=False,
         )
         vv[change.origin] = change.seq
+        origins.add(change.origin)
         result.applied.append(stored)
+    # The vector moves once per batch (before the local conflict record takes its own seq).
+    rows.raise_origins(conn, {o: vv[o] for o in origins})
     if touched:
-        conflicts.refresh_problems(conn, touched | conflicts.related_keys(conn, befores), pending, at)
+        conflicts.refresh_problems(conn, touched | conflicts.related_keys(conn, befores, referrers=False), pending, at)
     if pending:
         result.conflicts = len(pending.opened)
         result.applied.append(_record_locally(conn, pending, hlc, origin, now))
@@ -183,11 +193,12 @@ def merge_objects(conn: sqlite3.Connection, objects: list[dict[str, Any]], now: 
         after = merge(before, _state(obj))
         if after != before:
             befores.append((obj["kind"], obj["name"], before))
-            rows.write_object(conn, obj["kind"], obj["name"], after, obj.get("created") or after.version)
+            created = obj.get("created") or after.version
+            rows.write_object(conn, obj["kind"], obj["name"], after, created, fresh=before is EMPTY)
             changed.add((obj["kind"], obj["name"]))
     if changed:
         pending = conflicts.Pending()
-        conflicts.refresh_problems(conn, changed | conflicts.related_keys(conn, befores), pending, "")
+        conflicts.refresh_problems(conn, changed | conflicts.related_keys(conn, befores, referrers=False), pending, "")
         # Validity is derived from the merged state; records of it arrive with the next changes.
     return len(changed)
 

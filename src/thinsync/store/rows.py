@@ -56,8 +56,13 @@ class TxLookup:
         return [(r[0], r[1]) for r in rows]
 
 
-def write_object(conn: sqlite3.Connection, kind: str, name: str, state: State, stamp: str) -> None:
-    """Store a state and keep the reference and unique-key indexes in step with it."""
+def write_object(
+    conn: sqlite3.Connection, kind: str, name: str, state: State, stamp: str, *, fresh: bool = False
+) -> None:
+    """Store a state and keep the reference and unique-key indexes in step with it.
+
+    `fresh`: the caller read no row for this object in this transaction, so it has no index rows to
+    drop (they go whenever its row does, or as it dies)."""
     spec = KINDS[kind]
     conn.execute(
         "INSERT INTO objects (kind, name, vals, stamps, tomb, version, live, created) "
@@ -68,13 +73,17 @@ def write_object(conn: sqlite3.Connection, kind: str, name: str, state: State, s
         "ELSE min(objects.created, excluded.created) END",
         (kind, name, dumps(state.vals), dumps(state.stamps), state.tomb, state.version, int(state.live), stamp),
     )
-    conn.execute("DELETE FROM refs WHERE kind=? AND name=?", (kind, name))
-    conn.execute("DELETE FROM uniques WHERE kind=? AND name=?", (kind, name))
-    if state.live:
+    # A kind without references or keys never has rows in these indexes: nothing to drop or add.
+    if spec.refs and not fresh:
+        conn.execute("DELETE FROM refs WHERE kind=? AND name=?", (kind, name))
+    if (spec.uniques or spec.indexes) and not fresh:
+        conn.execute("DELETE FROM uniques WHERE kind=? AND name=?", (kind, name))
+    if state.live and spec.refs:
         conn.executemany(
             "INSERT OR IGNORE INTO refs (target_kind, target_name, kind, name) VALUES (?, ?, ?, ?)",
             [(tk, tn, kind, name) for tk, tn in ref_targets(spec, dict(state.vals))],
         )
+    if state.live and (spec.uniques or spec.indexes):
         conn.executemany(
             "INSERT OR IGNORE INTO uniques (kind, label, value, name) VALUES (?, ?, ?, ?)",
             [
@@ -84,23 +93,31 @@ def write_object(conn: sqlite3.Connection, kind: str, name: str, state: State, s
         )
 
 
-def append_change(conn: sqlite3.Connection, change: ChangeSet) -> ChangeSet:
-    """Append a change set to the log; returns it with its local log position."""
+def append_change(conn: sqlite3.Connection, change: ChangeSet, *, track_origin: bool = True) -> ChangeSet:
+    """Append a change set to the log; returns it with its local log position.
+
+    `track_origin=False`: the caller raises the origin's seq itself (once per batch, `raise_origins`)."""
     cursor = conn.execute(
         "INSERT INTO changes (origin, seq, hlc, author, summary, items, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (change.origin, change.seq, change.hlc, change.author, change.summary, change.items_json(), change.applied_at),
     )
     change_id = int(cursor.lastrowid or 0)
-    conn.execute(
-        "INSERT INTO origins (origin, seq) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET seq=max(seq, excluded.seq)",
-        (change.origin, change.seq),
-    )
+    if track_origin:
+        raise_origins(conn, {change.origin: change.seq})
     conn.executemany(
         "INSERT OR IGNORE INTO change_objects (kind, name, change_id) VALUES (?, ?, ?)",
         [(i.kind, i.name, change_id) for i in change.items],
     )
     return ChangeSet(
         change_id, change.origin, change.seq, change.hlc, change.author, change.summary, change.items, change.applied_at
+    )
+
+
+def raise_origins(conn: sqlite3.Connection, vector: dict[str, int]) -> None:
+    """Record that the log holds every change of each origin up to its seq (never lowered)."""
+    conn.executemany(
+        "INSERT INTO origins (origin, seq) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET seq=max(seq, excluded.seq)",
+        list(vector.items()),
     )
 
 
