@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from thinsync.events.log import EventLog
 from thinsync.store import Store
 from thinsync.store.replica import GapError, SkewError
 from thinsync.sync import protocol as p
-from thinsync.sync.link import DEAD_AFTER_S
+from thinsync.sync.link import DEAD_AFTER_S, same_stamps_other_values
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,24 @@ class Receiver:
         self._max_skew_s = max_skew_s
         # on_peer(node_id, name, vector it holds, connected)
         self._on_peer = on_peer
+        self._sessions: set[asyncio.Task[Any]] = set()
+
+    def drop_sessions(self) -> None:
+        """End every open session: after this server's data was replaced (pairing), what a peer learnt
+        from its hello is stale, so it must reconnect and say hello again."""
+        for task in list(self._sessions):
+            task.cancel()
 
     async def serve(self, transport: Transport, key: str, claim: p.PeerClaim) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        try:
+            await self._serve(transport, key, claim)
+        finally:
+            self._sessions.discard(task)
+
+    async def _serve(self, transport: Transport, key: str, claim: p.PeerClaim) -> None:
         identity = self.store.require_identity()
         codec = p.FrameCodec(key, claim.nonce, "s")
         vector = await asyncio.to_thread(self.store.vector)
@@ -54,7 +69,7 @@ class Receiver:
                     **p.versions(),
                     "version": __version__,
                     "vector": vector,
-                    "time": time.time(),
+                    "time": self.store.clock.time(),
                 }
             )
         )
@@ -86,7 +101,9 @@ class Receiver:
                     continue
                 if message["t"] == "ping":
                     vector = await asyncio.to_thread(self.store.vector)
-                    await send({"t": "pong", "echo": message["time"], "time": time.time(), "vector": vector})
+                    await send(
+                        {"t": "pong", "echo": message["time"], "time": self.store.clock.time(), "vector": vector}
+                    )
                 else:
                     work.put_nowait(message)
 
@@ -134,10 +151,21 @@ class Receiver:
             return {"t": "buckets", "buckets": digest.bucket_hex(), "vector": vector}
         if kind == "repair":
             buckets = {int(b) for b in message["buckets"]}
+            # Answer with what this server held before merging: the other side must see the same
+            # differences (an out-of-band edit, equal stamps with other values) to raise the alarm too.
+            mine = await asyncio.to_thread(self.store.objects_in_buckets, buckets)
+            out_of_band = same_stamps_other_values(mine, message["objects"])
             changed = await self.store.merge_objects(message["objects"])
+            if out_of_band:
+                self._events.record(
+                    "sync",
+                    f"out-of-band edit detected on {', '.join(out_of_band[:5])}: same stamps, different values; "
+                    "settled by value hash on both servers",
+                    level="error",
+                )
             if changed:
                 self._events.record("sync", f"repair from {name}: {changed} objects changed here", level="warning")
-            return {"t": "repair", "objects": await asyncio.to_thread(self.store.objects_in_buckets, buckets)}
+            return {"t": "repair", "objects": mine}
         raise p.FrameError(f"unknown message type {kind!r}")
 
     async def _apply(self, node_id: str, name: str | None, message: dict[str, Any]) -> dict[str, Any]:

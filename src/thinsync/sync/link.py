@@ -66,6 +66,7 @@ class Pusher:
         self._digest_interval_s = digest_interval_s
         self._on_change = on_change
         self._doorbell = asyncio.Event()
+        self._ringing = False
         self._digest_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -90,9 +91,17 @@ class Pusher:
 
     def _ring(self, change: ChangeSet) -> None:
         self._recent.append(change)
+        # One wake-up of the event loop per burst of commits, not one per change set.
+        if self._ringing:
+            return
         loop = self._task.get_loop() if self._task else None
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._doorbell.set)
+            self._ringing = True
+            loop.call_soon_threadsafe(self._answer)
+
+    def _answer(self) -> None:
+        self._ringing = False
+        self._doorbell.set()
 
     def poke(self) -> None:
         """Check digests now (after 'Synchronize now')."""
@@ -158,7 +167,7 @@ class Pusher:
             ping_interval=None,
         ) as ws:
             codec = p.FrameCodec(cluster.key, headers[p.H_NONCE], "c")
-            sent_at = time.time()
+            sent_at = self.store.clock.time()  # clock readings exchanged with the peer use this server's clock
             async with asyncio.timeout(DEAD_AFTER_S):
                 hello = codec.decode(await ws.recv())
             self._check_hello(hello, identity.node_id, sent_at)
@@ -209,7 +218,7 @@ class Pusher:
         if self.peer.node_id and hello.get("node_id") != self.peer.node_id:
             self._events.record("sync", f"{self.peer.name} now answers as node {hello.get('node_id')}", level="warning")
         self.peer.node_id = str(hello.get("node_id"))
-        now = time.time()
+        now = self.store.clock.time()
         self.peer.clock_offset_ms = (float(hello.get("time", now)) - (sent_at + now) / 2) * 1000
 
     # ------------------------------------------------------------------ reading
@@ -230,7 +239,7 @@ class Pusher:
                     self._acked.notify_all()
                 self._on_change()
             elif kind == "pong":
-                now = time.time()
+                now = self.store.clock.time()
                 sent = float(message["echo"])
                 self.peer.rtt_ms = (now - sent) * 1000
                 self.peer.clock_offset_ms = (float(message["time"]) - (sent + now) / 2) * 1000
@@ -308,7 +317,7 @@ class Pusher:
 
     async def _heartbeat(self, ws: ClientConnection, codec: p.FrameCodec) -> None:
         while True:
-            await ws.send(codec.encode({"t": "ping", "time": time.time()}))
+            await ws.send(codec.encode({"t": "ping", "time": self.store.clock.time()}))
             await asyncio.sleep(HEARTBEAT_S)
             if time.time() - self.peer.acked_at > DEAD_AFTER_S:
                 raise PeerGone(f"no answer from {self.peer.name} for {DEAD_AFTER_S:.0f} s")
@@ -356,7 +365,7 @@ class Pusher:
             mine_objects = await asyncio.to_thread(self.store.objects_in_buckets, buckets)
             await ws.send(codec.encode({"t": "repair", "buckets": sorted(buckets), "objects": mine_objects}))
             reply = await self._reply("repair")
-            out_of_band = _same_stamps_other_values(mine_objects, reply["objects"])
+            out_of_band = same_stamps_other_values(mine_objects, reply["objects"])
             changed = await self.store.merge_objects(reply["objects"])
             if out_of_band:
                 self._events.record(
@@ -375,7 +384,8 @@ class Pusher:
             self._digest_now.set()
 
 
-def _same_stamps_other_values(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[str]:
+def same_stamps_other_values(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[str]:
+    """Objects whose field holds another value under the same stamp on each side (an out-of-band edit)."""
     index = {(o["kind"], o["name"]): o for o in mine}
     found = []
     for other in theirs:

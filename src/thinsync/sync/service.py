@@ -486,8 +486,19 @@ class SyncService:
                 f"configuration replaced by the primary {primary['name']}'s (backup {backup['id']} first)",
                 level="warning",
             )
+            await self._restart_links()
         finally:
             self._pairing = None
+
+    async def _restart_links(self) -> None:
+        """After this server's configuration and log were replaced: peers must say hello again (what they
+        learnt of this server's vector is stale) and outbound links restart from the new log (its
+        positions were reused). reconcile() starts them again."""
+        self.receiver.drop_sessions()
+        async with self._reconcile_lock:
+            for pusher in self._pushers.values():
+                await pusher.stop()
+            self._pushers.clear()
 
     async def accept_pair(self, body: Mapping[str, Any], client: str) -> dict[str, Any]:
         """Another server asks this one to join its cluster (POST /peer/v1/pair)."""

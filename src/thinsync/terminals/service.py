@@ -82,6 +82,7 @@ class TerminalService:
         self._generation = 0
         # Set (and replaced) on every configuration change; watchers wait on the current one.
         self._changed = asyncio.Event()
+        self._invalidating = False
         self._stopping = asyncio.Event()
         self.seen: dict[str, Seen] = {}
         self._dirty: set[str] = set()
@@ -111,9 +112,15 @@ class TerminalService:
 
     def _on_change(self, change: ChangeSet) -> None:
         if any(item.kind in WATCHED for item in change.items) and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._invalidate)
+            # A cached document must never outlive the change: drop the cache now (dict.clear is
+            # atomic), and wake the loop once per burst to notify watchers.
+            self._cache.clear()
+            if not self._invalidating:
+                self._invalidating = True
+                self._loop.call_soon_threadsafe(self._invalidate)
 
     def _invalidate(self) -> None:
+        self._invalidating = False
         self._cache.clear()
         self._shared = {}  # a new dict: a resolve still running fills the old one, never this one
         self._generation += 1
