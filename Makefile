@@ -40,9 +40,13 @@ browser: $(STAMP) chromium
 # Everything CI runs: lint and architecture, then each suite as its own pytest run.
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint
-	$(PYTEST) tests/unit tests/integration -q
+	$(PYTEST) tests/unit tests/integration tests/faults/test_faults_short.py -q
 	$(PYTEST) tests/fuzz -q
 	$(MAKE) --no-print-directory browser
+
+# Long random fault schedules (20 seeds, up to a minute each): not part of `make test`.
+faults: $(STAMP)
+	$(PYTEST) tests/faults/test_faults_long.py -q -m faults
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -61,8 +61,18 @@ def in_sync(*servers: ServerProcess) -> bool:
 def objects(server: ServerProcess) -> dict[str, Any]:
     """Every public kind's objects (name -> body) on a server."""
     out = {}
-    for kind in ("terminals", "terminal-groups", "display-clients", "display-servers", "users", "access-groups",
-                 "locations", "admins", "security-groups", "schedules"):
+    for kind in (
+        "terminals",
+        "terminal-groups",
+        "display-clients",
+        "display-servers",
+        "users",
+        "access-groups",
+        "locations",
+        "admins",
+        "security-groups",
+        "schedules",
+    ):
         items = server.api("GET", f"/api/v1/{kind}").json()["items"]
         out[kind] = {o["name"]: o for o in items}
     for kind in ("settings", "server-list"):

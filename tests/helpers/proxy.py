@@ -47,11 +47,12 @@ class FaultProxy:
             writer.close()
             return
         self._conns.update({writer, up_writer})
-        await asyncio.gather(
-            self._pipe(reader, up_writer, to_server=True),
-            self._pipe(up_reader, writer, to_server=False),
-            return_exceptions=True,
-        )
+        with contextlib.suppress(asyncio.CancelledError):  # close() cancels handlers; end them quietly
+            await asyncio.gather(
+                self._pipe(reader, up_writer, to_server=True),
+                self._pipe(up_reader, writer, to_server=False),
+                return_exceptions=True,
+            )
         self._conns.difference_update({writer, up_writer})
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, to_server: bool) -> None:

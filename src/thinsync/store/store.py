@@ -132,10 +132,13 @@ class Store:
         A data dir restored or rolled back by hand cannot know that it was; if it reused its old
         origin, its next writes would take sequence numbers its peers already hold with other
         contents. A fresh origin per start makes that impossible; the old entries the peers hold
-        simply flow back through catch-up.
+        simply flow back through catch-up. The stored counter is rolled back with the disk, so the
+        new incarnation is also at least the wall clock in seconds: above every incarnation an
+        earlier start took, even one the restored copy never saw.
         """
         identity = self.require_identity()
-        fresh = Identity(identity.node_id, identity.name, identity.incarnation + 1, identity.token_secret)
+        incarnation = max(identity.incarnation + 1, int(self.clock.time()))
+        fresh = Identity(identity.node_id, identity.name, incarnation, identity.token_secret)
         self.writer.run(
             lambda conn: conn.execute("UPDATE node SET value=? WHERE key='incarnation'", (str(fresh.incarnation),))
         )
