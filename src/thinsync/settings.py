@@ -60,6 +60,9 @@ class Settings:
     backup_dir: Path | None = None
     # Heartbeats accepted per second from one network address (each terminal is also limited to 5/s).
     heartbeats_per_address: float = 5000.0
+    # Days of change history kept (0: everything). Older change sets that every server of the list
+    # holds are dropped; their objects stay, only their history and "as of" reverts reach back less.
+    log_retention_days: float = 0.0
     # Trusted licence issuers: comma-separated base64 Ed25519 public keys.
     license_issuer_keys: str = ""
     # Days an expired or non-compliant licence keeps working before terminals are refused.

@@ -437,6 +437,22 @@ class Store:
             out.append((change, state))
         return out
 
+    async def truncate_log(self, before: float, covered: dict[str, int]) -> int:
+        """Drop change sets applied before `before` that every member holds (`covered`): their history
+        is gone, the objects stay. A peer further behind gets a snapshot instead. Returns how many."""
+
+        def job(conn: sqlite3.Connection) -> int:
+            old = conn.execute("SELECT id, origin, seq FROM changes WHERE applied_at < ?", (before,)).fetchall()
+            ids = [i for i, origin, seq in old if seq <= covered.get(origin, 0)]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM change_objects WHERE change_id IN ({marks})", chunk)
+                conn.execute(f"DELETE FROM changes WHERE id IN ({marks})", chunk)
+            return len(ids)
+
+        return await asyncio.wrap_future(self.writer.submit(job))  # type: ignore[no-any-return]
+
     def states_as_of(self, before_hlc: int) -> dict[tuple[str, str], State]:
         """Every object's state from the changes stamped before `before_hlc` (the configuration as it
         was then, as far as the log reaches back)."""

@@ -153,8 +153,31 @@ class SyncService:
                 removed = await self.collect_tombstones()
                 if removed:
                     log.info("released %d tombstones every member holds", removed)
+                dropped = await self.truncate_log()
+                if dropped:
+                    self.events.record("sync", f"dropped {dropped} change sets older than the log retention")
             except Exception:
-                log.exception("tombstone collection failed")
+                log.exception("housekeeping failed")
+
+    async def truncate_log(self) -> int:
+        """Apply the log retention (setting log_retention_days; 0 keeps everything)."""
+        days = self.settings.log_retention_days
+        if days <= 0:
+            return 0
+        covered = await self._covered()
+        if covered is None:
+            return 0
+        return await self.store.truncate_log(time.time() - days * 86400, covered)
+
+    async def _covered(self) -> dict[str, int] | None:
+        """The vector every member holds, when every member is connected (else None)."""
+        mine = await asyncio.to_thread(self.store.vector)
+        vectors = [mine]
+        if self._server_list.get("auto_sync"):
+            if not self.peers or not all(peer.connected and peer.theirs for peer in self.peers.values()):
+                return None
+            vectors += [dict(peer.theirs) for peer in self.peers.values()]
+        return {o: min(v.get(o, 0) for v in vectors) for o in set().union(*vectors)}
 
     async def collect_tombstones(self) -> int:
         """Drop deletes every member holds, once this server holds all they hold (so no concurrent
