@@ -303,6 +303,7 @@ def console_pages() -> list[str]:
         "/console/backups",
         "/console/manual-sync",
         "/console/settings",
+        "/console/license",
         "/console/terminal-wizard",
         "/console/terminal-wizard?name=OP-01",
         "/console/history/terminals/OP-01",

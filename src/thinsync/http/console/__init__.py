@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from thinsync.errors import ThinsyncError
-from thinsync.http.console import backups, objects, serverlist, sync, terminals, top
+from thinsync.http.console import backups, license, objects, serverlist, sync, terminals, top
 from thinsync.http.console.web import BASE, HERE, Console, LoginRequired, is_htmx
 from thinsync.http.context import Services
 
@@ -32,7 +32,7 @@ def create_console(svc: Services) -> tuple[FastAPI, Console]:
     state = Console(svc)
     app.state.console = state
     app.state.services = svc
-    for module in (top, objects, serverlist, sync, terminals, backups):
+    for module in (top, objects, serverlist, sync, terminals, backups, license):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_errors(app, state)

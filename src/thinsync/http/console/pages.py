@@ -36,6 +36,7 @@ PAGES: dict[str, str] = {
     "security-groups": "Security groups",
     "schedules": "Schedules",
     "settings": "Settings",
+    "license": "Licence",
     "server-list": "Server List",
     "server-list-sync": "Auto-synchronization Configuration",
     "server-info": "Enter Server Information",

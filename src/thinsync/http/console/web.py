@@ -151,6 +151,7 @@ class Console:
         form = await request.form()
         given = request.headers.get("x-csrf-token") or str(form.get("csrf") or "")
         if not given or not hmac.compare_digest(given, pg.csrf):
+            await form.close()  # uploaded files' temporary files
             raise CsrfRefused("the form's security token does not match your session; reload the page and try again")
         return form
 
