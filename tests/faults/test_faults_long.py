@@ -21,12 +21,6 @@ pytestmark = [pytest.mark.process, pytest.mark.faults, pytest.mark.timeout(180)]
 SCHEDULE_S = 25.0
 
 
-@pytest.fixture(autouse=True)
-def only_when_selected(request: pytest.FixtureRequest) -> None:
-    if "faults" not in (request.config.option.markexpr or ""):
-        pytest.skip("long fault schedules run with `make faults` (pytest -m faults)")
-
-
 def restart(server: ServerProcess, rng: random.Random) -> None:
     server.kill()
     time.sleep(rng.uniform(0.1, 1.0))
