@@ -190,13 +190,10 @@ async def save(request: Request, kind: str, name: str) -> Response:
     return await _form_page(request, pg, spec, name, {"name": name, **shown}, errors, version or "")
 
 
-@router.get("/k/{kind}/{name}/delete")
-async def delete_page(request: Request, kind: str, name: str) -> Response:
-    spec = _spec(kind)
-    state = console(request)
-    pg = await state.page(request)
-    obj = await state.svc.config.get(spec.name, name)
-    return await state.render(
+async def _delete_page(
+    request: Request, pg: Any, spec: Any, kind: str, name: str, version: str, error: str | None
+) -> Response:
+    return await console(request).render(
         request,
         pg,
         "delete.html",
@@ -205,10 +202,18 @@ async def delete_page(request: Request, kind: str, name: str) -> Response:
         spec=spec,
         kind=kind,
         name=name,
-        version=obj.get("version", ""),
-        error=None,
+        version=version,
+        error=error,
         may_edit=pg.may_edit(write_permission(kind)),
     )
+
+
+@router.get("/k/{kind}/{name}/delete")
+async def delete_page(request: Request, kind: str, name: str) -> Response:
+    spec = _spec(kind)
+    pg = await console(request).page(request)
+    obj = await console(request).svc.config.get(spec.name, name)
+    return await _delete_page(request, pg, spec, kind, name, obj.get("version", ""), None)
 
 
 @router.post("/k/{kind}/{name}/delete")
@@ -221,19 +226,7 @@ async def delete(request: Request, kind: str, name: str) -> Response:
     try:
         await state.svc.config.delete(pg.who.name, spec.name, name, version)
     except ThinsyncError as exc:
-        return await state.render(
-            request,
-            pg,
-            "delete.html",
-            help=kind,
-            title=f"Delete {spec.title} {name}",
-            spec=spec,
-            kind=kind,
-            name=name,
-            version=version or "",
-            error=exc.message,
-            may_edit=pg.may_edit(write_permission(kind)),
-        )
+        return await _delete_page(request, pg, spec, kind, name, version or "", exc.message)
     return state.redirect(f"{BASE}/k/{kind}", f"{spec.title.capitalize()} {name} deleted.")
 
 
