@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.report import BenchResult, Plot, Series, Table, load_now, machine_info, median
 from thinsync.clock import SystemClock
+from thinsync.runtime import tune_gc
 from thinsync.store import ChangeRequest, ChangeSet, Op, Store
 from thinsync.sync import protocol as p
 from thinsync.sync.link import SNAPSHOT_CHUNK
@@ -169,6 +170,7 @@ async def _bulk(plan: BulkPlan, root: Path, log: Log) -> dict[str, Any]:
 def run_bulk(quick: bool = False, log: Log = print) -> BenchResult:
     plan = BULK_QUICK if quick else BULK_FULL
     machine = machine_info()
+    tune_gc()  # the collector settings of a server process (thinsync.runtime)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="thinsync-bench-") as tmp:
         data = asyncio.run(_bulk(plan, Path(tmp), log))
@@ -327,6 +329,7 @@ async def _snapshot(plan: SnapshotPlan, root: Path, log: Log) -> dict[str, Any]:
 def run_snapshot(quick: bool = False, log: Log = print) -> BenchResult:
     plan = SNAPSHOT_QUICK if quick else SNAPSHOT_FULL
     machine = machine_info()
+    tune_gc()  # the collector settings of a server process (thinsync.runtime)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="thinsync-bench-") as tmp:
         data = asyncio.run(_snapshot(plan, Path(tmp), log))

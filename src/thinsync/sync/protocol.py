@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import threading
 import time
@@ -20,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from thinsync import PROTOCOL_VERSION
+from thinsync import PROTOCOL_VERSION, jsonfmt
 from thinsync.errors import ThinsyncError, Unauthorized
 from thinsync.store.changes import ChangeSet, Item
 from thinsync.store.schema import SCHEMA_VERSION
@@ -164,10 +163,13 @@ class FrameCodec:
         self._received = 0
 
     def encode(self, message: Mapping[str, Any]) -> str:
+        return self.encode_json(jsonfmt.dumpb(message))
+
+    def encode_json(self, body: bytes) -> str:
+        """A frame around a message already encoded as JSON (`chunks` encodes each message once)."""
         self._sent += 1
-        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         mac = _mac(self._key, self._connection, self._out, str(self._sent), body)
-        return f"{self._sent} {mac} {body}"
+        return f"{self._sent} {mac} {body.decode()}"
 
     def decode(self, frame: str | bytes) -> dict[str, Any]:
         if isinstance(frame, bytes):
@@ -186,7 +188,7 @@ class FrameCodec:
             raise FrameError("frame signature is wrong")
         self._received = seq
         try:
-            message = json.loads(body)
+            message = jsonfmt.loads(body)
         except ValueError:
             raise FrameError("frame body is not JSON") from None
         if not isinstance(message, dict) or not isinstance(message.get("t"), str):
@@ -232,13 +234,14 @@ def covers(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
     return all(a.get(origin, 0) >= seq for origin, seq in b.items())
 
 
-def chunks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The message itself when small, else `chunk` messages carrying its JSON in pieces."""
-    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-    if len(text) <= CHUNK_BYTES:
-        return [dict(message)]
+def chunks(message: Mapping[str, Any]) -> list[bytes]:
+    """The message's JSON when small, else `chunk` messages carrying its JSON in pieces (all encoded)."""
+    body = jsonfmt.dumpb(message)
+    if len(body) <= CHUNK_BYTES:
+        return [body]
+    text = body.decode()
     parts = [text[i : i + CHUNK_BYTES] for i in range(0, len(text), CHUNK_BYTES)]
-    return [{"t": "chunk", "i": i, "n": len(parts), "data": part} for i, part in enumerate(parts)]
+    return [jsonfmt.dumpb({"t": "chunk", "i": i, "n": len(parts), "data": part}) for i, part in enumerate(parts)]
 
 
 class Assembler:
@@ -265,7 +268,7 @@ class Assembler:
         text = "".join(self._parts)
         self._parts, self._size = [], 0
         try:
-            whole = json.loads(text)
+            whole = jsonfmt.loads(text)
         except ValueError:
             raise FrameError("chunked message is not JSON") from None
         if not isinstance(whole, dict) or not isinstance(whole.get("t"), str) or whole["t"] == "chunk":

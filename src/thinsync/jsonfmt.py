@@ -1,0 +1,47 @@
+"""Compact JSON for the store and the peer protocol, through orjson (several times faster than the
+standard library on the write and replication paths).
+
+The text is the standard library's `separators=(",", ":"), ensure_ascii=False` form (keys sorted
+when asked). Values orjson refuses (integers beyond 64 bits, lone surrogates, non-string keys) fall
+back to the standard library with non-ASCII escaped, so the text is valid UTF-8 whatever the value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+
+def dumps(value: Any, sort_keys: bool = False) -> str:
+    """Compact JSON text."""
+    return dumpb(value, sort_keys).decode()
+
+
+def dumpb(value: Any, sort_keys: bool = False) -> bytes:
+    """Compact JSON as UTF-8 bytes."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys).encode()
+
+
+# orjson reads an integer beyond 64 bits as a float; text with a run of 19 digits (rare: maybe such
+# an integer, maybe only a long number in a string) is read by the standard library instead.
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS_B = re.compile(rb"\d{19}")
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON text; raises ValueError on malformed input."""
+    if (_LONG_DIGITS_B if isinstance(text, bytes) else _LONG_DIGITS).search(text):  # type: ignore[arg-type]
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # A str holding lone surrogates is not UTF-8 for orjson; the standard library reads it.
+        if isinstance(text, bytes):
+            raise
+        return json.loads(text)
