@@ -9,7 +9,6 @@ back to the standard library with non-ASCII escaped, so the text is valid UTF-8 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -28,16 +27,11 @@ def dumpb(value: Any, sort_keys: bool = False) -> bytes:
         return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys).encode()
 
 
-# orjson reads an integer beyond 64 bits as a float; text with a run of 19 digits (rare: maybe such
-# an integer, maybe only a long number in a string) is read by the standard library instead.
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_B = re.compile(rb"\d{19}")
-
-
 def loads(text: str | bytes) -> Any:
-    """Parse JSON text; raises ValueError on malformed input."""
-    if (_LONG_DIGITS_B if isinstance(text, bytes) else _LONG_DIGITS).search(text):  # type: ignore[arg-type]
-        return json.loads(text)
+    """Parse JSON text; raises ValueError on malformed input.
+
+    orjson reads an integer beyond 64 bits as a float: validation keeps such numbers out of the
+    configuration (`thinsync.model.validate`), so what the store and the link read is what was written."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -10,11 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from thinsync import jsonfmt
+from thinsync.errors import Invalid
+from thinsync.model.registry import KINDS
+from thinsync.model.validate import SINGLETON_NAME, validate_body
 from thinsync.sync import protocol as p
 
 KEY = secrets.token_hex(32)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
@@ -28,11 +35,22 @@ def test_jsonfmt_reads_back_what_it_writes_and_matches_the_standard_library(valu
 
 
 def test_jsonfmt_falls_back_for_what_orjson_refuses() -> None:
-    big = {"n": 10**30, "s": "x\ud800y"}
-    text = jsonfmt.dumps(big)
-    assert jsonfmt.loads(text) == big
+    odd = {"s": "x\ud800y", 1: "non-string key"}
+    assert jsonfmt.loads(jsonfmt.dumps(odd)) == {"s": "x\ud800y", "1": "non-string key"}
+    assert jsonfmt.dumpb({"n": 10**30}) == b'{"n":1000000000000000000000000000000}'
     with pytest.raises(ValueError):
         jsonfmt.loads("{not json")
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**40])
+def test_integers_beyond_64_bits_never_enter_the_configuration(value: int) -> None:
+    spec = KINDS["license"]
+    with pytest.raises(Invalid, match="within ±2\\^63") as caught:
+        validate_body(spec, SINGLETON_NAME, {"document": {"limits": {"terminals": value}}})
+    assert caught.value.details["fields"] == [
+        {"field": "document.limits.terminals", "message": "numbers must lie within ±2^63"}
+    ]
+    assert validate_body(spec, SINGLETON_NAME, {"document": {"limits": {"terminals": 2**63 - 1}}})
 
 
 def pair() -> tuple[p.FrameCodec, p.FrameCodec]:

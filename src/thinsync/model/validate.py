@@ -76,7 +76,34 @@ def validate_body(spec: KindSpec, name: str, raw: Any) -> Body:
         raise Invalid(f"{spec.title} '{name}' is not valid: {sentence}", fields=fields) from None
     body = model.model_dump(mode="json")
     body.pop("name", None)
+    too_big = _oversized_integer(body)
+    if too_big is not None:
+        raise Invalid(
+            f"{spec.title} '{name}' is not valid: {too_big or 'body'}: numbers must lie within ±2^63",
+            fields=[{"field": too_big or "body", "message": "numbers must lie within ±2^63"}],
+        )
     return body
+
+
+INT64 = 2**63
+
+
+def _oversized_integer(value: Any, where: str = "") -> str | None:
+    """Where an integer beyond 64 bits sits in `value`, or None. The store and the peer protocol keep
+    numbers as 64-bit integers (a larger one would come back as a float), so none may enter."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return where if not -INT64 <= value < INT64 else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _oversized_integer(item, f"{where}.{key}" if where else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _oversized_integer(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def check_references(spec: KindSpec, name: str, body: Body, lookup: Lookup, old: Body | None = None) -> None:

@@ -36,8 +36,9 @@ KIND = "conflicts"
 DELETED = "(deleted)"
 # Kinds some other kind can reference: only their objects can have referrers to re-check.
 REFERENCED = frozenset(ref.target for spec in KINDS.values() for ref in spec.refs)
-# Validity checks over this many objects read the live objects and keys once instead of asking per object.
-LOADED_LOOKUP_FROM = 2_000
+# Validity checks over this many objects (a snapshot merge; never a page of changes) read the live objects
+# and keys once instead of asking per object.
+LOADED_LOOKUP_FROM = 20_000
 
 
 def conflict_id(kind: str, name: str, field_name: str, *parts: str) -> str:

@@ -101,13 +101,11 @@ def apply_remote(
                 writes.flush()
                 conflicts.settle(conn, item, pending, at, change.author)
             touched.add(key)
-        logged.append(
-            ChangeSet(0, change.origin, change.seq, change.hlc, change.author, change.summary, change.items, now)
-        )
+        logged.append(change)
         vv[change.origin] = change.seq
         origins.add(change.origin)
     writes.flush()
-    result.applied.extend(rows.append_changes(conn, logged))
+    result.applied.extend(rows.append_changes(conn, logged, now))
     # The vector moves once per batch (before the local conflict record takes its own seq).
     rows.raise_origins(conn, {o: vv[o] for o in origins})
     if touched:

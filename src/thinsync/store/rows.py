@@ -204,14 +204,14 @@ def write_object(
     writes.flush()
 
 
-def append_changes(conn: sqlite3.Connection, changes: list[ChangeSet]) -> list[ChangeSet]:
-    """Append change sets to the log together; returns them with their local log positions.
-    The caller raises the origins' seqs itself (`raise_origins`)."""
+def append_changes(conn: sqlite3.Connection, changes: list[ChangeSet], applied_at: float) -> list[ChangeSet]:
+    """Append change sets received from other servers to the log together, applied at `applied_at`;
+    returns them with their local log positions. The caller raises the origins' seqs (`raise_origins`)."""
     if not changes:
         return []
     first = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM changes").fetchone()[0]) + 1
     stored = [
-        ChangeSet(first + i, c.origin, c.seq, c.hlc, c.author, c.summary, c.items, c.applied_at)
+        ChangeSet(first + i, c.origin, c.seq, c.hlc, c.author, c.summary, c.items, applied_at)
         for i, c in enumerate(changes)
     ]
     conn.executemany(

@@ -181,13 +181,17 @@ class Store:
                 self._listeners.remove(listener)
 
     def _publish(self, change: ChangeSet) -> None:
+        self._publish_all([change])
+
+    def _publish_all(self, changes: list[ChangeSet]) -> None:
         with self._listeners_lock:
             listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(change)
-            except Exception:
-                log.exception("change listener failed")
+        for change in changes:
+            for listener in listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    log.exception("change listener failed")
 
     def _publish_merged(self, kinds: set[str]) -> None:
         """Objects of these kinds changed without a change set (a snapshot installed or merged, a repair):
@@ -223,11 +227,7 @@ class Store:
             origin = self.require_identity().origin
             applied = replica.apply_remote(conn, sets, self.hlc, self.clock.time(), max_skew_s, origin)
 
-            def publish() -> None:
-                for change in applied.applied:
-                    self._publish(change)
-
-            applied.after_commit = publish
+            applied.after_commit = lambda: self._publish_all(applied.applied)
             return applied
 
         return await asyncio.wrap_future(self.writer.submit(job))  # type: ignore[no-any-return]

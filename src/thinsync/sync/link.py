@@ -68,6 +68,7 @@ class Pusher:
         self._doorbell = asyncio.Event()
         self._ringing = False
         self._digest_now = asyncio.Event()
+        self._retry = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._in_flight: list[float] = []
@@ -103,6 +104,10 @@ class Pusher:
         self._ringing = False
         self._doorbell.set()
 
+    def retry_now(self) -> None:
+        """The peer is reachable again (it connected to this server): end the wait before the next attempt."""
+        self._retry.set()
+
     def poke(self) -> None:
         """Check digests now (after 'Synchronize now')."""
         self._digest_now.set()
@@ -117,6 +122,7 @@ class Pusher:
             if cluster is None:
                 await asyncio.sleep(1.0)
                 continue
+            self._retry.clear()  # a `retry_now` from here on ends the wait after this attempt
             try:
                 await self._session(cluster)
                 delay = 0.1
@@ -141,7 +147,9 @@ class Pusher:
                 log.exception("link to %s failed", self.peer.name)
                 self._down(f"internal error: {exc}")
                 delay = 1.0
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._retry.wait()
 
     def _down(self, reason: str, degraded: bool = False) -> None:
         was = self.peer.connected
@@ -165,6 +173,8 @@ class Pusher:
             open_timeout=DEAD_AFTER_S,
             close_timeout=1.0,
             ping_interval=None,
+            # Change pages are small next to a LAN's bandwidth; compressing them cost more CPU than it saved.
+            compression=None,
         ) as ws:
             codec = p.FrameCodec(cluster.key, headers[p.H_NONCE], "c")
             sent_at = self.store.clock.time()  # clock readings exchanged with the peer use this server's clock

@@ -28,7 +28,7 @@ MAX_FRAME = 16 * 1024 * 1024
 # Requests dated further from the receiver's clock are refused; generous, because clocks of
 # paired servers may be minutes apart (that is reported, not fatal).
 MAX_REQUEST_AGE_S = 3600.0
-PAGE_SETS = 500
+PAGE_SETS = 2000
 # A message larger than this (a restore of thousands of objects is one change set) travels in
 # chunks of this size and is put together, then applied atomically, by the receiver.
 CHUNK_BYTES = 1024 * 1024

@@ -29,6 +29,7 @@ from thinsync.sync.state import PeerState
 
 log = logging.getLogger(__name__)
 TOMBSTONE_CHECK_S = 60.0
+PEER_SAVE_S = 1.0
 
 
 class SyncService:
@@ -53,6 +54,7 @@ class SyncService:
         # Rules another service (licensing) sets on server-list changes: (current, new) -> raises.
         self.check_server_list: Callable[[dict[str, Any], dict[str, Any]], None] = lambda current, new: None
         self.receiver = Receiver(store, events, settings.max_clock_skew_s, self._on_inbound)
+        self._peer_saved: dict[str, float] = {}
         config.gate = self.write_gate
 
     # ------------------------------------------------------------------ lifecycle
@@ -233,12 +235,20 @@ class SyncService:
     def _on_inbound(self, node_id: str, name: str | None, vector: dict[str, int] | None, connected: bool) -> None:
         for peer in self.peers.values():
             if peer.node_id == node_id or (name and peer.name.lower() == name.lower()):
+                came_up = connected and not peer.inbound
                 peer.inbound = connected
                 if vector:
                     peer.learn(vector)
                 if peer.node_id is None:
                     peer.node_id = node_id
-        if name and connected:
+                pusher = self._pushers.get(peer.name)
+                if came_up and pusher is not None:
+                    pusher.retry_now()  # the peer is back: push to it now, not at the next retry
+        # The peer's vector is kept on disk for tombstone collection; an older one only delays that,
+        # so it is written at most once a second, not once per page of changes.
+        now = time.monotonic()
+        if name and connected and now - self._peer_saved.get(node_id, -PEER_SAVE_S) >= PEER_SAVE_S:
+            self._peer_saved[node_id] = now
             self.store.save_peer(node_id, name, vector or {})
 
     def hello(self) -> dict[str, Any]:
