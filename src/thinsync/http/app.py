@@ -13,6 +13,7 @@ from thinsync.http.api import backups, kinds, license, session, sync, system, te
 from thinsync.http.console import BASE as CONSOLE_BASE
 from thinsync.http.console import create_console
 from thinsync.http.context import Services
+from thinsync.http.fastlane import KindPutLane
 from thinsync.http.middleware import LimitsAndMetrics
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -52,10 +53,13 @@ def create_app(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
     app.include_router(backups.router)
     app.include_router(license.router)
     app.include_router(peer.router)
-    app.include_router(kinds.router(skip=frozenset({"server-list", "license"})))
+    served_elsewhere = frozenset({"server-list", "license"})
+    app.include_router(kinds.router(skip=served_elsewhere))
     app.mount(CONSOLE_BASE, console_app, name="console")
     # Terminal routes first: boot storms and heartbeats should not scan the admin routes.
     app.router.routes[0:0] = terminal.routes
+    # Added first, so it runs inside the limits: a PUT of one object skips FastAPI's routing (fastlane.py).
+    app.add_middleware(KindPutLane, svc=svc, skip=served_elsewhere)
     app.add_middleware(
         LimitsAndMetrics,
         metrics=svc.metrics,

@@ -12,8 +12,8 @@ from thinsync.metrics import Metrics
 UPLOAD_PATHS = ("/api/v1/restore", "/api/v1/backups", "/console/restore")
 
 
-class _TooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """Raised from `receive` when the body passes the limit; the middleware answers 413."""
 
 
 async def _send_413(send: Send, limit: int) -> None:
@@ -63,7 +63,7 @@ class LimitsAndMetrics:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge()
+                    raise BodyTooLarge()
             return message
 
         async def tracked_send(message: Message) -> None:
@@ -76,7 +76,7 @@ class LimitsAndMetrics:
         begin = time.perf_counter()
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
+        except BodyTooLarge:
             if not started:
                 await _send_413(send, limit)
             status = 413
