@@ -48,7 +48,9 @@ test: $(STAMP)
 faults: $(STAMP)
 	$(PYTEST) tests/faults/test_faults_long.py -q -m faults
 
+# Benchmarks measure the server as deployed for production: with the `speed` extra (uvloop, httptools).
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[speed]'
 	$(BIN)/python -m bench.run
 
 clean:
