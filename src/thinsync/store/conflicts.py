@@ -36,6 +36,8 @@ KIND = "conflicts"
 DELETED = "(deleted)"
 # Kinds some other kind can reference: only their objects can have referrers to re-check.
 REFERENCED = frozenset(ref.target for spec in KINDS.values() for ref in spec.refs)
+# Kinds whose objects can be invalid after a merge (they hold references or unique keys).
+CHECKED = frozenset(name for name, spec in KINDS.items() if spec.refs or spec.uniques)
 # Validity checks over this many objects (a snapshot merge; never a page of changes) read the live objects
 # and keys once instead of asking per object.
 LOADED_LOOKUP_FROM = 20_000
@@ -165,8 +167,12 @@ def refresh_problems(conn: sqlite3.Connection, keys: Iterable[Key], pending: Pen
         rows.LoadedLookup(conn) if len(todo) >= LOADED_LOOKUP_FROM else rows.TxLookup(conn)
     )
     # Rows and referrers are read in a few batched queries (nothing writes in between).
-    found = rows.read_rows(conn, todo, "vals, live, problems")
     todo.update(rows.referrers_of(conn, (k for k in todo if k[0] in REFERENCED)))
+    # Objects of a kind without references or unique keys cannot have problems: their rows are read
+    # only when they still carry some (a partial index answers that; usually with nothing).
+    marked = set(conn.execute("SELECT kind, name FROM objects WHERE problems IS NOT NULL"))
+    todo = {k for k in todo if k[0] in CHECKED or k in marked}
+    found = rows.read_rows(conn, todo, "vals, live, problems")
     for (kind, _name), (vals, live, _problems) in list(found.items()):
         if live and KINDS[kind].uniques:
             for label, value in unique_keys(KINDS[kind], jsonfmt.loads(vals)):

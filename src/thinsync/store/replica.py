@@ -41,6 +41,9 @@ class Applied:
     skipped: int = 0
     conflicts: int = 0
     after_commit: Callable[[], None] | None = None
+    # The highest seq of each origin in the batch received, and this server's vector after it.
+    received: dict[str, int] = field(default_factory=dict)
+    vector: dict[str, int] = field(default_factory=dict)
 
 
 def apply_remote(

@@ -220,13 +220,20 @@ class Store:
 
     # ---------------------------------------------------------------- replication
 
-    async def apply_remote(self, sets: list[ChangeSet], max_skew_s: float) -> replica.Applied:
-        """Merge change sets from a peer in one transaction; publishes each one applied."""
+    async def apply_remote(
+        self, sets: list[ChangeSet] | Callable[[], list[ChangeSet]], max_skew_s: float
+    ) -> replica.Applied:
+        """Merge change sets from a peer in one transaction; publishes each one applied.
+
+        `sets` may be a function that returns them: it then runs in the writer thread (a receiver
+        hands over the parsing of a large page with it, and leaves its event loop free)."""
 
         def job(conn: sqlite3.Connection) -> replica.Applied:
             origin = self.require_identity().origin
-            applied = replica.apply_remote(conn, sets, self.hlc, self.clock.time(), max_skew_s, origin)
-
+            batch = sets() if callable(sets) else sets
+            applied = replica.apply_remote(conn, batch, self.hlc, self.clock.time(), max_skew_s, origin)
+            applied.received = {c.origin: c.seq for c in batch}
+            applied.vector = rows.vector(conn)
             applied.after_commit = lambda: self._publish_all(applied.applied)
             return applied
 

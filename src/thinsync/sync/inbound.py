@@ -10,7 +10,7 @@ from typing import Any
 
 from thinsync import __version__
 from thinsync.events.log import EventLog
-from thinsync.store import Store
+from thinsync.store import ChangeSet, Store
 from thinsync.store.replica import GapError, SkewError
 from thinsync.sync import protocol as p
 from thinsync.sync.link import DEAD_AFTER_S, same_stamps_other_values
@@ -96,7 +96,11 @@ class Receiver:
             while True:
                 async with asyncio.timeout(DEAD_AFTER_S):
                     frame = await transport.receive()
-                message = assembler.feed(codec.decode(frame))
+                body = codec.open(frame)
+                if body.startswith(p.CHANGES_PREFIX):
+                    work.put_nowait({"t": "changes", "body": body})  # parsed where it is applied
+                    continue
+                message = assembler.feed(p.parse_message(body))
                 if message is None:
                     continue
                 if message["t"] == "ping":
@@ -169,7 +173,12 @@ class Receiver:
         raise p.FrameError(f"unknown message type {kind!r}")
 
     async def _apply(self, node_id: str, name: str | None, message: dict[str, Any]) -> dict[str, Any]:
-        sets = [p.set_from_json(s) for s in message.get("sets", [])]
+        body = message.get("body")
+        sets: list[ChangeSet] | Callable[[], list[ChangeSet]] = (
+            (lambda: p.parse_sets(body))
+            if isinstance(body, str)
+            else [p.set_from_json(s) for s in message.get("sets", [])]
+        )
         try:
             applied = await self.store.apply_remote(sets, self._max_skew_s)
         except SkewError as exc:
@@ -181,6 +190,5 @@ class Receiver:
             self._events.record(
                 "sync", f"{applied.conflicts} conflicts recorded with changes from {name}", level="warning"
             )
-        vector = await asyncio.to_thread(self.store.vector)
-        self._on_peer(node_id, name, {s.origin: s.seq for s in sets}, True)
-        return {"t": "ack", "vector": vector}
+        self._on_peer(node_id, name, applied.received, True)
+        return {"t": "ack", "vector": applied.vector}

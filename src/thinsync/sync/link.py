@@ -35,6 +35,8 @@ RECENT = 10_000
 DEAD_AFTER_S = 3.0
 WINDOW = 4
 SNAPSHOT_CHUNK = 2000
+# Digests are compared again once the state has been still this long after it moved.
+QUIET_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class Pusher:
         self._ringing = False
         self._digest_now = asyncio.Event()
         self._retry = asyncio.Event()
+        # Set when the link may have just become quiet (an ack emptied the window, the peer's changes
+        # were applied here): the digest loop looks at once instead of at its next half-second tick.
+        self._quiet = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._in_flight: list[float] = []
@@ -107,6 +112,10 @@ class Pusher:
     def retry_now(self) -> None:
         """The peer is reachable again (it connected to this server): end the wait before the next attempt."""
         self._retry.set()
+
+    def settle_soon(self) -> None:
+        """Changes from the peer were applied here: compare digests as soon as both sides hold the same."""
+        self._quiet.set()
 
     def poke(self) -> None:
         """Check digests now (after 'Synchronize now')."""
@@ -247,6 +256,8 @@ class Pusher:
                         self._in_flight.pop(0)
                     self.peer.oldest_unacked = self._in_flight[0] if self._in_flight else None
                     self._acked.notify_all()
+                if not self._in_flight:
+                    self._quiet.set()
                 self._on_change()
             elif kind == "pong":
                 now = self.store.clock.time()
@@ -335,20 +346,32 @@ class Pusher:
     # ------------------------------------------------------------------ digests and repair
 
     async def _digests(self, ws: ClientConnection, codec: p.FrameCodec) -> None:
+        """Compare digests when the link is quiet: right after a catch-up, every `digest_interval_s`,
+        and once the state has not moved for QUIET_S since it last moved (so after a burst of changes
+        the shown digests are those of the current state). Those last comparisons are spaced by ten
+        times what the previous one took, so they cost at most a tenth of the time."""
         last = 0.0
+        spacing = 0.0
+        seen: dict[str, int] | None = None
+        moved_at = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
-                    await self._digest_now.wait()
-            due = self._digest_now.is_set() or time.monotonic() - last >= self._digest_interval_s
+                    await _either(self._digest_now, self._quiet)
+            self._quiet.clear()
+            now = time.monotonic()
             mine = await asyncio.to_thread(self.store.vector)
+            if mine != seen:
+                seen, moved_at = mine, now
+            due = self._digest_now.is_set() or now - last >= self._digest_interval_s
+            stale = self.peer.digest_vector != mine and now - moved_at >= QUIET_S and now - last >= spacing
             settled = not self._in_flight and p.lag(mine, self.peer.theirs) == 0 and not p.lag(self.peer.theirs, mine)
-            first_after_catch_up = self.peer.digest_match is None or self.peer.digest_checked is None
-            if not settled or not (due or first_after_catch_up):
+            if not settled or not (due or stale or self.peer.digest_match is None):
                 continue
             self._digest_now.clear()
             last = time.monotonic()
             await self._compare(ws, codec)
+            spacing = min(self._digest_interval_s, 10 * (time.monotonic() - last))
 
     async def _compare(self, ws: ClientConnection, codec: p.FrameCodec) -> None:
         await ws.send(codec.encode({"t": "digest_req"}))
@@ -358,6 +381,7 @@ class Pusher:
             return  # something moved meanwhile; compare on the next round
         self.peer.digest = reply["digest"]
         self.peer.digest_checked = time.time()
+        self.peer.digest_vector = dict(mine_vector)
         if digest.hex() == reply["digest"]:
             if self.peer.digest_match is False:
                 self._events.record("sync", f"configuration identical to {self.peer.name} again")
@@ -392,6 +416,16 @@ class Pusher:
             self.peer.repairing = False
             self.peer.digest_match = None
             self._digest_now.set()
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
+    """Return when either event is set."""
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def same_stamps_other_values(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[str]:

@@ -172,6 +172,11 @@ class FrameCodec:
         return f"{self._sent} {mac} {body.decode()}"
 
     def decode(self, frame: str | bytes) -> dict[str, Any]:
+        return parse_message(self.open(frame))
+
+    def open(self, frame: str | bytes) -> str:
+        """The JSON body of a frame whose sequence number and signature are right (not parsed yet:
+        a page of changes is parsed by the writer thread that applies it, see `CHANGES_PREFIX`)."""
         if isinstance(frame, bytes):
             frame = frame.decode("utf-8", "replace")
         if len(frame) > MAX_FRAME:
@@ -187,13 +192,31 @@ class FrameCodec:
         if not hmac.compare_digest(expected, mac):
             raise FrameError("frame signature is wrong")
         self._received = seq
-        try:
-            message = jsonfmt.loads(body)
-        except ValueError:
-            raise FrameError("frame body is not JSON") from None
-        if not isinstance(message, dict) or not isinstance(message.get("t"), str):
-            raise FrameError("frame has no message type")
-        return message
+        return body
+
+
+# How a page of changes starts (`encode` writes the type first): the receiver routes it on this
+# prefix and leaves the parsing to the thread that applies it.
+CHANGES_PREFIX = '{"t":"changes",'
+
+
+def parse_message(body: str) -> dict[str, Any]:
+    try:
+        message = jsonfmt.loads(body)
+    except ValueError:
+        raise FrameError("frame body is not JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise FrameError("frame has no message type")
+    return message
+
+
+def parse_sets(body: str) -> list[ChangeSet]:
+    """The change sets of a `changes` message."""
+    message = parse_message(body)
+    sets = message.get("sets")
+    if message["t"] != "changes" or not isinstance(sets, list):
+        raise FrameError("a changes message must hold a list of sets")
+    return [set_from_json(s) for s in sets]
 
 
 def set_to_json(change: ChangeSet) -> dict[str, Any]:

@@ -244,6 +244,8 @@ class SyncService:
                 pusher = self._pushers.get(peer.name)
                 if came_up and pusher is not None:
                     pusher.retry_now()  # the peer is back: push to it now, not at the next retry
+                if vector and pusher is not None:
+                    pusher.settle_soon()
         # The peer's vector is kept on disk for tombstone collection; an older one only delays that,
         # so it is written at most once a second, not once per page of changes.
         now = time.monotonic()

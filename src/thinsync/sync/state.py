@@ -37,6 +37,7 @@ class PeerState:
     digest: str | None = None
     digest_match: bool | None = None
     digest_checked: float | None = None
+    digest_vector: dict[str, int] | None = None  # this server's vector when digests were last compared
     oldest_unacked: float | None = None
     repairs: int = 0
 
