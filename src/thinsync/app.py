@@ -159,7 +159,7 @@ class Server:
             ["status"],
             lambda: [([s], float(n)) for s, n in terminals.counts().items()],
         )
-        store.subscribe(lambda change: metrics.changes.inc() if change.origin == identity.origin else None)
+        store.subscribe(lambda changes: metrics.changes.inc(sum(1 for c in changes if c.origin == identity.origin)))
         self.app: FastAPI = create_app(self.services, lifespan=self._lifespan)
 
     @asynccontextmanager

@@ -48,8 +48,8 @@ class AuthService:
     def close(self) -> None:
         self._store.unsubscribe(self._on_change)
 
-    def _on_change(self, change: ChangeSet) -> None:
-        if any(item.kind in WATCHED_KINDS for item in change.items):
+    def _on_change(self, changes: list[ChangeSet]) -> None:
+        if any(item.kind in WATCHED_KINDS for change in changes for item in change.items):
             with self._lock:
                 self._generation += 1
                 self._cache.clear()

@@ -47,8 +47,8 @@ class LicenseService:
         if self._task is not None:
             self._task.cancel()
 
-    def _on_change(self, change: ChangeSet) -> None:
-        if any(i.kind in ("terminals", "license", "server-list") for i in change.items):
+    def _on_change(self, changes: list[ChangeSet]) -> None:
+        if any(i.kind in ("terminals", "license", "server-list") for change in changes for i in change.items):
             self._allowed = None
 
     async def _loop(self) -> None:

@@ -20,6 +20,7 @@ Job = Callable[[sqlite3.Connection], Any]
 AfterCommit = Callable[[], None]
 # Jobs committed together in one transaction (group commit); each has its own savepoint.
 MAX_BATCH = 256
+WRITER_CACHE_KIB = 32 * 1024
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -91,6 +92,9 @@ class Writer:
     def _run(self) -> None:
         try:
             self.conn = connect(self._path)
+            # The writer walks the log's and the objects' B-trees on every commit; SQLite's default
+            # 2 MiB page cache made a long catch-up re-read pages it had just written.
+            self.conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         except BaseException as exc:  # reported to start()
             self._error = exc
             self._ready.set()

@@ -27,7 +27,8 @@ from thinsync.store.write import commit_local
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Listener = Callable[[ChangeSet], None]
+# Called with the change sets of one commit, in log order (in the writer thread: keep it short).
+Listener = Callable[[list[ChangeSet]], None]
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ class Store:
     # ---------------------------------------------------------------- subscribers
 
     def subscribe(self, listener: Listener) -> None:
-        """Call `listener(change_set)` after every commit (in the writer thread: keep it short)."""
+        """Call `listener(change_sets)` after every commit with what it committed (in the writer thread:
+        keep it short). One call per commit: a page of 2,000 replicated change sets is one call."""
         with self._listeners_lock:
             self._listeners.append(listener)
 
@@ -180,25 +182,23 @@ class Store:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
-    def _publish(self, change: ChangeSet) -> None:
-        self._publish_all([change])
-
-    def _publish_all(self, changes: list[ChangeSet]) -> None:
+    def _publish(self, changes: list[ChangeSet]) -> None:
+        if not changes:
+            return
         with self._listeners_lock:
             listeners = list(self._listeners)
-        for change in changes:
-            for listener in listeners:
-                try:
-                    listener(change)
-                except Exception:
-                    log.exception("change listener failed")
+        for listener in listeners:
+            try:
+                listener(changes)
+            except Exception:
+                log.exception("change listener failed")
 
     def _publish_merged(self, kinds: set[str]) -> None:
         """Objects of these kinds changed without a change set (a snapshot installed or merged, a repair):
         tell subscribers, so caches of them (accounts, the server list) are refreshed. The notice has
         id 0 and no origin: it is not in the log, and the change stream does not show it."""
         items = tuple(Item(kind, "", {}, False, None) for kind in sorted(kinds))
-        self._publish(ChangeSet(0, "", 0, 0, "thinsync sync", "objects merged from another server", items, 0.0))
+        self._publish([ChangeSet(0, "", 0, 0, "thinsync sync", "objects merged from another server", items, 0.0)])
 
     # ---------------------------------------------------------------- the one write path
 
@@ -215,7 +215,7 @@ class Store:
         identity = self.require_identity()
         result, change = commit_local(conn, identity.origin, self.hlc, self.clock, request)
         if change is not None:
-            result.after_commit = lambda: self._publish(change)
+            result.after_commit = lambda: self._publish([change])
         return result
 
     # ---------------------------------------------------------------- replication
@@ -234,7 +234,7 @@ class Store:
             applied = replica.apply_remote(conn, batch, self.hlc, self.clock.time(), max_skew_s, origin)
             applied.received = {c.origin: c.seq for c in batch}
             applied.vector = rows.vector(conn)
-            applied.after_commit = lambda: self._publish_all(applied.applied)
+            applied.after_commit = lambda: self._publish(applied.applied)
             return applied
 
         return await asyncio.wrap_future(self.writer.submit(job))  # type: ignore[no-any-return]

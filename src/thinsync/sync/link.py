@@ -95,8 +95,8 @@ class Pusher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-    def _ring(self, change: ChangeSet) -> None:
-        self._recent.append(change)
+    def _ring(self, changes: list[ChangeSet]) -> None:
+        self._recent.extend(changes)
         # One wake-up of the event loop per burst of commits, not one per change set.
         if self._ringing:
             return

@@ -89,8 +89,8 @@ class SyncService:
             return dict(state.vals)
         return KINDS["server-list"].model().model_dump(mode="json")
 
-    def _on_change(self, change: ChangeSet) -> None:
-        if any(item.kind == "server-list" for item in change.items) and self._loop is not None:
+    def _on_change(self, changes: list[ChangeSet]) -> None:
+        if any(item.kind == "server-list" for change in changes for item in change.items) and self._loop is not None:
             self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._refresh()))
 
     async def _refresh(self) -> None:

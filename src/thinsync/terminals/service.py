@@ -110,8 +110,8 @@ class TerminalService:
             task.cancel()
         self._flush()
 
-    def _on_change(self, change: ChangeSet) -> None:
-        if any(item.kind in WATCHED for item in change.items) and self._loop is not None:
+    def _on_change(self, changes: list[ChangeSet]) -> None:
+        if any(item.kind in WATCHED for change in changes for item in change.items) and self._loop is not None:
             # A cached document must never outlive the change: drop the cache now (dict.clear is
             # atomic), and wake the loop once per burst to notify watchers.
             self._cache.clear()

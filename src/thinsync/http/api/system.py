@@ -54,13 +54,14 @@ async def _stream(svc: Services, after: int | None) -> AsyncIterator[bytes]:
 
     overflowed = False
 
-    def on_change(change: ChangeSet) -> None:
+    def on_change(changes: list[ChangeSet]) -> None:
         def put() -> None:
             nonlocal overflowed
-            if queue.full():
-                # A reader this far behind is cut off; it reconnects with ?after= and loses nothing.
-                overflowed = True
-            else:
+            for change in changes:
+                if queue.full():
+                    # A reader this far behind is cut off; it reconnects with ?after= and loses nothing.
+                    overflowed = True
+                    return
                 queue.put_nowait(change)
 
         loop.call_soon_threadsafe(put)

@@ -96,7 +96,7 @@ class Console:
         self._sampler: asyncio.Task[None] | None = None
         svc.store.subscribe(self._on_change)
 
-    def _on_change(self, change: ChangeSet) -> None:
+    def _on_change(self, changes: list[ChangeSet]) -> None:
         self.generation += 1
 
     def cookie(self, what: str) -> str:
