@@ -126,6 +126,16 @@ def test_write_api_result_from_synthetic_runs(tmp_path: Path) -> None:
     assert paths["png"].read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.parametrize(("achieved", "credited", "passed"), [(1499.8, 1500.0, True), (1450.0, 1450.0, False)])
+def test_write_api_credits_an_offer_carried_in_full(achieved: float, credited: float, passed: bool) -> None:
+    steps = (write_api.Step("open 1500/s", "open", 1500.0), write_api.Step("closed 32 conns", "closed"))
+    plan = write_api.Plan(runs=1, warmup_s=0.1, duration_s=0.1, engines={"raw": steps})
+    raw = {"raw": {"open 1500/s": [_fake_step(achieved, 6.0)], "closed 32 conns": [_fake_step(3000.0, 15.0)]}}
+    result = write_api.build_result(plan, report.machine_info(), raw, elapsed=1.0, quick=True, server_log="")
+    assert result.data["verdicts"]["raw"]["max_rps_within_slo"] == credited
+    assert result.passed is passed
+
+
 def test_loadgen_rejects_unbounded_arguments() -> None:
     with pytest.raises(SystemExit):
         loadgen.parse_args(["--url", "http://127.0.0.1:1", "--token", "t", "--duration", "1000"])

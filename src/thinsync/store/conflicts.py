@@ -160,33 +160,51 @@ def problems_of(lookup: rows.TxLookup | rows.LoadedLookup, kind: str, name: str,
     return sorted(set(found))
 
 
-def refresh_problems(conn: sqlite3.Connection, keys: Iterable[Key], pending: Pending, at: str) -> None:
-    """Recompute the validity of these objects and of the objects related to them."""
+def refresh_problems(
+    conn: sqlite3.Connection, keys: Iterable[Key], pending: Pending, at: str, known: dict[Key, State] | None = None
+) -> None:
+    """Recompute the validity of these objects and of the objects related to them.
+
+    `known`: states the caller has just written (so their rows need not be read back)."""
     todo = {k for k in keys if k[0] != KIND}
+    known = known or {}
     lookup: rows.TxLookup | rows.LoadedLookup = (
         rows.LoadedLookup(conn) if len(todo) >= LOADED_LOOKUP_FROM else rows.TxLookup(conn)
     )
     # Rows and referrers are read in a few batched queries (nothing writes in between).
     todo.update(rows.referrers_of(conn, (k for k in todo if k[0] in REFERENCED)))
-    # Objects of a kind without references or unique keys cannot have problems: their rows are read
-    # only when they still carry some (a partial index answers that; usually with nothing).
-    marked = set(conn.execute("SELECT kind, name FROM objects WHERE problems IS NOT NULL"))
+    # The problems stored now: a partial index lists the objects that have any (usually none).
+    marked = {
+        (k, n): p for k, n, p in conn.execute("SELECT kind, name, problems FROM objects WHERE problems IS NOT NULL")
+    }
+    # Objects of a kind without references or unique keys cannot have problems: skipped unless marked.
     todo = {k for k in todo if k[0] in CHECKED or k in marked}
-    found = rows.read_rows(conn, todo, "vals, live, problems")
+    # key -> (values, live, stored problems as JSON or None)
+    found: dict[Key, tuple[Any, Any, str | None]] = {}
+
+    def read(wanted: set[Key]) -> None:
+        for key in wanted:
+            state = known.get(key)
+            if state is not None:
+                found[key] = (state.vals, state.live, marked.get(key))
+        missing = {k for k in wanted if k not in found}
+        for key, (vals, live, problems) in rows.read_rows(conn, missing, "vals, live, problems").items():
+            found[key] = (jsonfmt.loads(vals), live, problems)
+
+    read(todo)
     for (kind, _name), (vals, live, _problems) in list(found.items()):
         if live and KINDS[kind].uniques:
-            for label, value in unique_keys(KINDS[kind], jsonfmt.loads(vals)):
+            for label, value in unique_keys(KINDS[kind], dict(vals)):
                 todo.update((kind, n) for n in lookup.holders(kind, label, value))
-    found.update(rows.read_rows(conn, todo - found.keys(), "vals, live, problems"))
+    read(todo - found.keys())
     for kind, name in sorted(todo):
         if (kind, name) not in found:
             continue
-        row = found[(kind, name)]
+        vals, live, stored_json = found[(kind, name)]
         spec = KINDS[kind]
-        # Only references and unique keys make problems: other kinds skip decoding their values.
-        checked = row[1] and (spec.refs or spec.uniques)
-        current = problems_of(lookup, kind, name, jsonfmt.loads(row[0])) if checked else []
-        stored = jsonfmt.loads(row[2]) if row[2] else []
+        # Only references and unique keys make problems.
+        current = problems_of(lookup, kind, name, dict(vals)) if live and (spec.refs or spec.uniques) else []
+        stored = jsonfmt.loads(stored_json) if stored_json else []
         if current == stored:
             continue
         conn.execute(

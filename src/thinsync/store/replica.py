@@ -112,7 +112,8 @@ def apply_remote(
     # The vector moves once per batch (before the local conflict record takes its own seq).
     rows.raise_origins(conn, {o: vv[o] for o in origins})
     if touched:
-        conflicts.refresh_problems(conn, touched | conflicts.related_keys(conn, befores, referrers=False), pending, at)
+        related = conflicts.related_keys(conn, befores, referrers=False)
+        conflicts.refresh_problems(conn, touched | related, pending, at, known=states)
     if pending:
         result.conflicts = len(pending.opened)
         result.applied.append(_record_locally(conn, pending, hlc, origin, now))
@@ -213,7 +214,8 @@ def merge_objects(conn: sqlite3.Connection, objects: list[dict[str, Any]], now: 
     writes.flush()
     if changed:
         pending = conflicts.Pending()
-        conflicts.refresh_problems(conn, changed | conflicts.related_keys(conn, befores, referrers=False), pending, "")
+        related = conflicts.related_keys(conn, befores, referrers=False)
+        conflicts.refresh_problems(conn, changed | related, pending, "", known=states)
         # Validity is derived from the merged state; records of it arrive with the next changes.
     return len(changed)
 
