@@ -114,8 +114,10 @@ class Pusher:
         self._retry.set()
 
     def settle_soon(self) -> None:
-        """Changes from the peer were applied here: compare digests as soon as both sides hold the same."""
-        self._quiet.set()
+        """Changes from the peer were applied here: if no comparison has been made since the link came
+        up (a catch-up), compare as soon as both sides hold the same; otherwise the tick suffices."""
+        if self.peer.digest_match is None:
+            self._quiet.set()
 
     def poke(self) -> None:
         """Check digests now (after 'Synchronize now')."""
@@ -256,8 +258,8 @@ class Pusher:
                         self._in_flight.pop(0)
                     self.peer.oldest_unacked = self._in_flight[0] if self._in_flight else None
                     self._acked.notify_all()
-                if not self._in_flight:
-                    self._quiet.set()
+                if not self._in_flight and self.peer.digest_match is None:
+                    self._quiet.set()  # a catch-up may have just ended: compare without waiting for the tick
                 self._on_change()
             elif kind == "pong":
                 now = self.store.clock.time()
