@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.helpers.process import ADMIN_PASSWORD, ServerProcess
+from thinsync.model.registry import COLLECTIONS
 
 
 def entry(server: ServerProcess, port: int | None = None) -> dict[str, Any]:
@@ -61,18 +62,7 @@ def in_sync(*servers: ServerProcess) -> bool:
 def objects(server: ServerProcess) -> dict[str, Any]:
     """Every public kind's objects (name -> body) on a server."""
     out = {}
-    for kind in (
-        "terminals",
-        "terminal-groups",
-        "display-clients",
-        "display-servers",
-        "users",
-        "access-groups",
-        "locations",
-        "admins",
-        "security-groups",
-        "schedules",
-    ):
+    for kind in COLLECTIONS:
         items = server.api("GET", f"/api/v1/{kind}").json()["items"]
         out[kind] = {o["name"]: o for o in items}
     for kind in ("settings", "server-list"):

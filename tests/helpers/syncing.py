@@ -19,6 +19,7 @@ import httpx2
 from tests.helpers.cluster import pair, status, wait_until
 from tests.helpers.process import ServerFactory, ServerProcess
 from tests.helpers.proxy import FaultProxy
+from thinsync.model.registry import COLLECTIONS
 
 CONVERGE_S = 45.0
 
@@ -83,18 +84,7 @@ def proxied_pair(
         pb.close()
 
 
-PUBLIC_KINDS = (
-    "terminals",
-    "terminal-groups",
-    "display-clients",
-    "display-servers",
-    "users",
-    "access-groups",
-    "locations",
-    "admins",
-    "security-groups",
-    "schedules",
-)
+PUBLIC_KINDS = tuple(COLLECTIONS)
 
 
 def public_state(server: ServerProcess) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -16,11 +16,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from thinsync import jsonfmt
 from thinsync.errors import ThinsyncError
 from thinsync.http.context import Services
 from thinsync.http.deps import JSON_TYPES, check_content_type, parse_json, plain_version
-from thinsync.http.middleware import BodyTooLarge
+from thinsync.http.middleware import BodyTooLarge, send_json
 from thinsync.model.registry import ACCOUNT_KINDS, KINDS
 
 log = logging.getLogger(__name__)
@@ -104,11 +103,7 @@ async def _read_body(receive: Receive) -> bytes:
 async def _respond(
     send: Send, status: int, body: dict[str, Any], etag: str = "", www_authenticate: bool = False
 ) -> None:
-    data = jsonfmt.dumpb(body)
-    headers = [(b"content-length", str(len(data)).encode()), (b"content-type", b"application/json")]
-    if etag:
-        headers.append((b"etag", f'"{etag}"'.encode()))
+    headers = [(b"etag", f'"{etag}"'.encode())] if etag else []
     if www_authenticate:
         headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    await send_json(send, status, body, headers)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from thinsync import jsonfmt
 from thinsync.metrics import Metrics
 
 UPLOAD_PATHS = ("/api/v1/restore", "/api/v1/backups", "/console/restore")
@@ -16,18 +17,26 @@ class BodyTooLarge(Exception):
     """Raised from `receive` when the body passes the limit; the middleware answers 413."""
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {"error": "too_large", "message": f"the request body is larger than the limit of {limit} bytes"}
-    ).encode()
+async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A whole JSON response in plain ASGI (for the paths that answer without FastAPI)."""
+    data = jsonfmt.dumpb(body)
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "status": status,
+            "headers": [
+                (b"content-length", str(len(data)).encode()),
+                (b"content-type", b"application/json"),
+                *(headers or []),
+            ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    message = f"the request body is larger than the limit of {limit} bytes"
+    await send_json(send, 413, {"error": "too_large", "message": message})
 
 
 class LimitsAndMetrics:

@@ -205,8 +205,8 @@ def write_object(
 
 
 def append_changes(conn: sqlite3.Connection, changes: list[ChangeSet], applied_at: float) -> list[ChangeSet]:
-    """Append change sets received from other servers to the log together, applied at `applied_at`;
-    returns them with their local log positions. The caller raises the origins' seqs (`raise_origins`)."""
+    """Append change sets to the log together, applied at `applied_at`; returns them with their local
+    log positions. The caller raises the origins' seqs (`raise_origins`)."""
     if not changes:
         return []
     first = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM changes").fetchone()[0]) + 1
@@ -226,24 +226,11 @@ def append_changes(conn: sqlite3.Connection, changes: list[ChangeSet], applied_a
     return stored
 
 
-def append_change(conn: sqlite3.Connection, change: ChangeSet, *, track_origin: bool = True) -> ChangeSet:
-    """Append a change set to the log; returns it with its local log position.
-
-    `track_origin=False`: the caller raises the origin's seq itself (once per batch, `raise_origins`)."""
-    cursor = conn.execute(
-        "INSERT INTO changes (origin, seq, hlc, author, summary, items, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (change.origin, change.seq, change.hlc, change.author, change.summary, change.items_json(), change.applied_at),
-    )
-    change_id = int(cursor.lastrowid or 0)
-    if track_origin:
-        raise_origins(conn, {change.origin: change.seq})
-    conn.executemany(
-        "INSERT OR IGNORE INTO change_objects (kind, name, change_id) VALUES (?, ?, ?)",
-        [(i.kind, i.name, change_id) for i in change.items],
-    )
-    return ChangeSet(
-        change_id, change.origin, change.seq, change.hlc, change.author, change.summary, change.items, change.applied_at
-    )
+def append_change(conn: sqlite3.Connection, change: ChangeSet) -> ChangeSet:
+    """Append one change set to the log and raise its origin's seq; returns it with its log position."""
+    stored = append_changes(conn, [change], change.applied_at)[0]
+    raise_origins(conn, {change.origin: change.seq})
+    return stored
 
 
 def raise_origins(conn: sqlite3.Connection, vector: dict[str, int]) -> None:

@@ -5,22 +5,14 @@ A test checks that each id here has its help file and that every page the consol
 
 from __future__ import annotations
 
+from thinsync.model.registry import COLLECTIONS
+
 # The configuration tree in the layout's side bar (ThinManager's tree: terminals, display clients...).
 TREE_KINDS = ("terminals", "display-clients", "display-servers", "users", "locations")
 
-# Kinds with generic list / create / edit / delete pages (terminals are created with the wizard).
-GENERIC_KINDS = (
-    "terminals",
-    "terminal-groups",
-    "display-clients",
-    "display-servers",
-    "users",
-    "access-groups",
-    "locations",
-    "admins",
-    "security-groups",
-    "schedules",
-)
+# Kinds with generic list / create / edit / delete pages (terminals are created with the wizard): every
+# collection kind of the registry.
+GENERIC_KINDS = tuple(COLLECTIONS)
 
 PAGES: dict[str, str] = {
     "login": "Log in",
