@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from thinsync import __version__
 from thinsync.auth.passwords import Passwords, password_problem
@@ -20,7 +21,7 @@ from thinsync.clock import Clock, SystemClock
 from thinsync.config.service import ConfigService
 from thinsync.errors import Invalid
 from thinsync.events.log import EventLog
-from thinsync.http.app import create_app
+from thinsync.http.app import create_app, serving_stack
 from thinsync.http.context import Services
 from thinsync.licensing.service import LicenseService
 from thinsync.metrics import Metrics
@@ -160,7 +161,10 @@ class Server:
             lambda: [([s], float(n)) for s, n in terminals.counts().items()],
         )
         store.subscribe(lambda changes: metrics.changes.inc(sum(1 for c in changes if c.origin == identity.origin)))
-        self.app: FastAPI = create_app(self.services, lifespan=self._lifespan)
+        # `api` is the FastAPI application (routes, OpenAPI); `app` is what is served: `api` behind the
+        # limits and the plain-ASGI hot paths.
+        self.api: FastAPI = create_app(self.services, lifespan=self._lifespan)
+        self.app: ASGIApp = serving_stack(self.api, self.services)
 
     @asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> AsyncIterator[None]:

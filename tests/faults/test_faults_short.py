@@ -214,3 +214,36 @@ def test_a_rolled_back_data_dir_gets_its_own_later_edits_back(servers: ServerFac
     # Both servers hold the change in their log (history), not only as a repaired object.
     history = a.api("GET", "/api/v1/history?kind=display-servers&name=b-after").json()["items"]
     assert [h["version"] for h in history] == [after.json()["version"]]
+
+
+def test_a_rolled_back_data_dir_whose_clock_went_back_takes_a_new_incarnation(servers: ServerFactory) -> None:
+    """With its clock set back, a rolled-back copy takes the incarnation its lost run took (the counter on
+    disk is older, and the wall clock no longer lifts it). The peer's hello shows it holds more of that
+    origin than the server: the server takes a new incarnation at once, and the two converge."""
+    a, b = start_servers(servers, "tm-a", "tm-b")
+    pair(a, b)
+    relogin(b)
+    converge(a, b)
+    assert b.stop() == 0
+    saved = b.data.parent / "tm-b.saved"
+    shutil.copytree(b.data, saved)
+    b.env["THINSYNC_CLOCK_OFFSET_S"] = "-40"  # behind the incarnation pairing took, within the skew limit
+    b.start()
+    lost_run = status(b)["node"]["incarnation"]
+    for i in range(3):
+        late = b.api("PUT", f"/api/v1/display-servers/b-late-{i}", json={"address": f"10.0.1.{i + 1}"})
+        assert late.status_code == 201
+    wait_until(lambda: has(a, "b-late-2"), 15, what="the lost run's edits on A")
+    assert b.stop() == 0
+    shutil.rmtree(b.data)
+    shutil.copytree(saved, b.data)
+    b.start()  # it takes `lost_run` again (the collision), then at once a new one when it hears from A
+    wait_until(lambda: status(b)["node"]["incarnation"] > lost_run, 15, what="a new incarnation on B")
+    events = b.api("GET", "/api/v1/events?category=sync&limit=100").json()["items"]
+    assert any("rolled back" in e["message"] and e["level"] == "error" for e in events), events
+    after = b.api("PUT", "/api/v1/display-servers/b-after", json={"address": "10.0.2.1"})
+    assert after.status_code == 201
+    converge(a, b)
+    for server in (a, b):
+        for name in ("b-late-0", "b-late-1", "b-late-2", "b-after"):
+            assert has(server, name), f"{name} missing on {server.name}"

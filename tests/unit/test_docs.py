@@ -50,7 +50,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     initialize(settings, "tm-docs", "docs-password-1")
     server = Server(settings)
     try:
-        yield server.app
+        yield server.api
     finally:
         server.close()
 

@@ -149,9 +149,11 @@ def max_id(conn: sqlite3.Connection) -> int:
 
 
 def log_page(
-    conn: sqlite3.Connection, after_id: int, theirs: dict[str, int], limit: int
+    conn: sqlite3.Connection, after_id: int, theirs: dict[str, int], limit: int, held_origin: str | None = None
 ) -> tuple[list[ChangeSet], int]:
-    """Up to `limit` change sets after local position `after_id` that `theirs` lacks, and the new position."""
+    """Up to `limit` change sets after local position `after_id` that `theirs` lacks, and the new position.
+
+    `held_origin` (the origin the other server writes under now) is held there whole: none of it is sent."""
     out: list[ChangeSet] = []
     position = after_id
     while len(out) < limit:
@@ -162,7 +164,7 @@ def log_page(
             break
         for row in batch:
             position = row[0]
-            if row[2] > theirs.get(row[1], 0):
+            if row[2] > theirs.get(row[1], 0) and row[1] != held_origin:
                 out.append(rows.row_change(row))
                 if len(out) >= limit:
                     break

@@ -134,11 +134,12 @@ class Store:
         origin, its next writes would take sequence numbers its peers already hold with other
         contents. A fresh origin per start makes that impossible; the old entries the peers hold
         simply flow back through catch-up. The stored counter is rolled back with the disk, so the
-        new incarnation is also at least the wall clock in seconds: above every incarnation an
-        earlier start took, even one the restored copy never saw.
+        new incarnation is also at least the wall clock in milliseconds: above every incarnation an
+        earlier start took, even one the restored copy never saw (in seconds, a start, a pairing and
+        a restart of a rolled-back copy within two seconds took one incarnation twice).
         """
         identity = self.require_identity()
-        incarnation = max(identity.incarnation + 1, int(self.clock.time()))
+        incarnation = max(identity.incarnation + 1, int(self.clock.time() * 1000))
         fresh = Identity(identity.node_id, identity.name, incarnation, identity.token_secret)
         self.writer.run(
             lambda conn: conn.execute("UPDATE node SET value=? WHERE key='incarnation'", (str(fresh.incarnation),))
@@ -242,8 +243,10 @@ class Store:
     def vector(self) -> dict[str, int]:
         return self.read(rows.vector)
 
-    def log_page(self, after_id: int, theirs: dict[str, int], limit: int) -> tuple[list[ChangeSet], int]:
-        return self.read(lambda conn: replica.log_page(conn, after_id, theirs, limit))
+    def log_page(
+        self, after_id: int, theirs: dict[str, int], limit: int, held_origin: str | None = None
+    ) -> tuple[list[ChangeSet], int]:
+        return self.read(lambda conn: replica.log_page(conn, after_id, theirs, limit, held_origin))
 
     def first_missing_id(self, theirs: dict[str, int]) -> int:
         return self.read(lambda conn: replica.first_missing_id(conn, theirs))

@@ -65,6 +65,10 @@ class Receiver:
                 {
                     "t": "hello",
                     "node_id": identity.node_id,
+                    # The origin this server writes under now: every change set of it is held here, so
+                    # the other side never sends one back (it would arrive as a duplicate, costing both
+                    # servers a transaction on the latency path).
+                    "origin": identity.origin,
                     "name": identity.name,
                     **p.versions(),
                     "version": __version__,

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,7 @@ class Pusher:
         max_skew_s: float,
         digest_interval_s: float,
         on_change: Callable[[], None],
+        on_rolled_back: Callable[[], Awaitable[None]],
     ) -> None:
         self.store = store
         self.peer = peer
@@ -67,6 +68,7 @@ class Pusher:
         self._max_skew_s = max_skew_s
         self._digest_interval_s = digest_interval_s
         self._on_change = on_change
+        self._on_rolled_back = on_rolled_back
         self._doorbell = asyncio.Event()
         self._ringing = False
         self._digest_now = asyncio.Event()
@@ -193,6 +195,7 @@ class Pusher:
                 hello = codec.decode(await ws.recv())
             self._check_hello(hello, identity.node_id, sent_at)
             mine = await asyncio.to_thread(self.store.vector)
+            await self._check_origins(hello, identity.origin, mine)
             await ws.send(codec.encode({"t": "hello", "name": identity.name, **p.versions(), "vector": mine}))
             # What the peer holds is what it says now: a page sent before a lost connection may never
             # have arrived, so nothing learnt from sending survives a reconnect.
@@ -241,6 +244,37 @@ class Pusher:
         self.peer.node_id = str(hello.get("node_id"))
         now = self.store.clock.time()
         self.peer.clock_offset_ms = (float(hello.get("time", now)) - (sent_at + now) / 2) * 1000
+
+    async def _check_origins(self, hello: dict[str, Any], own: str, mine: dict[str, int]) -> None:
+        """Both servers' current origins against what the other holds of them.
+
+        The peer holds all of the origin it writes under now, so none of it is sent back to it, unless
+        this server holds more of that origin than the peer does (the peer's data was rolled back and,
+        its clock having gone back too, it took an incarnation again). Likewise a peer that holds more
+        of this server's current origin than this server shows this server's data was rolled back: it
+        takes a new incarnation at once, so its next changes do not reuse numbers the peer holds."""
+        theirs = hello.get("vector") or {}
+        origin = hello.get("origin")
+        self.peer.origin = None
+        if isinstance(origin, str):
+            if mine.get(origin, 0) > int(theirs.get(origin, 0)):
+                self._events.record(
+                    "sync",
+                    f"{self.peer.name} holds fewer of its own current changes than this server: its data was "
+                    "rolled back; its changes are sent back to it",
+                    level="error",
+                )
+            else:
+                self.peer.origin = origin
+        if int(theirs.get(own, 0)) > mine.get(own, 0):
+            self._events.record(
+                "sync",
+                f"{self.peer.name} holds more changes of this server's current incarnation than this server: "
+                "this server's data was rolled back; taking a new incarnation and pulling them back",
+                level="error",
+            )
+            await self._on_rolled_back()
+            raise PeerGone("this server took a new incarnation; reconnecting")
 
     # ------------------------------------------------------------------ reading
 
@@ -311,7 +345,9 @@ class Pusher:
             if fast is not None:
                 page, cursor = fast
             else:
-                page, cursor = await asyncio.to_thread(self.store.log_page, cursor, dict(self.peer.theirs), p.PAGE_SETS)
+                page, cursor = await asyncio.to_thread(
+                    self.store.log_page, cursor, dict(self.peer.theirs), p.PAGE_SETS, self.peer.origin
+                )
             if not page:
                 await self._doorbell.wait()
                 continue
@@ -330,11 +366,11 @@ class Pusher:
         if not self._recent or self._recent[0].id != cursor + 1:
             return None
         page: list[ChangeSet] = []
-        theirs = self.peer.theirs
+        lacks = self.peer.lacks
         while self._recent and len(page) < p.PAGE_SETS and self._recent[0].id == cursor + 1:
             change = self._recent.popleft()
             cursor = change.id
-            if change.seq > theirs.get(change.origin, 0):
+            if lacks(change.origin, change.seq):
                 page.append(change)
         return page, cursor
 

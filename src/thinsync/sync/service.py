@@ -142,9 +142,16 @@ class SyncService:
                         self.settings.max_clock_skew_s,
                         self.settings.digest_interval_s,
                         lambda: None,
+                        self._rolled_back,
                     )
                     self._pushers[name] = pusher
                     pusher.start()
+
+    async def _rolled_back(self) -> None:
+        """A peer showed this server's data was rolled back: write under a new origin from now on, and
+        make the peers say hello again (what they learnt of this server's origin is stale)."""
+        await asyncio.to_thread(self.store.new_incarnation)
+        self.receiver.drop_sessions()
 
     # ------------------------------------------------------------------ edits allowed here?
 

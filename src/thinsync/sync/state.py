@@ -20,6 +20,7 @@ class PeerState:
     port: int
     role: str
     node_id: str | None = None
+    origin: str | None = None  # the origin the peer writes under now (from its hello); it holds all of it
     connected: bool = False
     inbound: bool = False  # the peer's own link to us is up
     theirs: dict[str, int] = field(default_factory=dict)  # the peer's vector (hello, acks, pushes)
@@ -46,6 +47,10 @@ class PeerState:
         for origin, seq in vector.items():
             if seq > self.theirs.get(origin, 0):
                 self.theirs[origin] = seq
+
+    def lacks(self, origin: str, seq: int) -> bool:
+        """Whether the peer may lack change `seq` of `origin` (never one of its own current origin)."""
+        return origin != self.origin and seq > self.theirs.get(origin, 0)
 
     def error(self, message: str) -> None:
         self.last_error = message

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,16 +12,13 @@ from thinsync import __version__
 from thinsync.auth.service import Principal
 from thinsync.config.service import kind_spec
 from thinsync.events.log import CATEGORIES
-from thinsync.http.context import Services
+from thinsync.http import changestream
 from thinsync.http.deps import require, services
 from thinsync.http.routing import PrefixRoute
 from thinsync.model.validate import SINGLETON_NAME
-from thinsync.store import ChangeSet
 
 router = APIRouter(route_class=PrefixRoute)
 Reader = Annotated[Principal, Depends(require("read"))]
-STREAM_QUEUE = 10_000
-KEEPALIVE_S = 15.0
 
 
 @router.get("/api/v1/events", operation_id="events", tags=["events"], summary="This server's event log, newest first")
@@ -48,64 +43,8 @@ async def history(
     return {"items": await services(request).config.history(spec.name, name)}
 
 
-async def _stream(svc: Services, after: int | None) -> AsyncIterator[bytes]:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[ChangeSet] = asyncio.Queue(maxsize=STREAM_QUEUE)
-
-    overflowed = False
-
-    def on_change(changes: list[ChangeSet]) -> None:
-        def put() -> None:
-            nonlocal overflowed
-            for change in changes:
-                if queue.full():
-                    # A reader this far behind is cut off; it reconnects with ?after= and loses nothing.
-                    overflowed = True
-                    return
-                queue.put_nowait(change)
-
-        loop.call_soon_threadsafe(put)
-
-    svc.store.subscribe(on_change)
-    shutdown = asyncio.ensure_future(svc.shutdown.wait())
-    try:
-        yield b": connected\n\n"
-        last = after or 0
-        if after is not None:
-            while True:
-                backlog = await asyncio.to_thread(svc.store.changes_since, last, 500)
-                for change in backlog:
-                    yield _sse(change)
-                    last = change.id
-                if len(backlog) < 500:
-                    break
-        while not svc.shutdown.is_set():
-            if overflowed:
-                yield b"event: overflow\ndata: {}\n\n"
-                break
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, shutdown}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                if shutdown in done:
-                    break
-                yield b": keepalive\n\n"
-                continue
-            change = getter.result()
-            if change.id > last:
-                yield _sse(change)
-                last = change.id
-    finally:
-        svc.store.unsubscribe(on_change)
-        shutdown.cancel()
-
-
-def _sse(change: ChangeSet) -> bytes:
-    return f"id: {change.id}\ndata: {json.dumps(change.event(), separators=(',', ':'))}\n\n".encode()
-
-
 @router.get(
-    "/api/v1/changes/stream",
+    changestream.PATH,
     operation_id="changes_stream",
     tags=["changes"],
     summary="Server-sent events: one per committed change set (local or replicated)",
@@ -120,7 +59,7 @@ async def changes_stream(
     if after is None and last_id and last_id.isdigit():
         after = int(last_id)
     return StreamingResponse(
-        _stream(services(request), after),
+        changestream.events(services(request), after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
