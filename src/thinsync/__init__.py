@@ -2,4 +2,4 @@
 
 __version__ = "0.1.0"
 # Bumped when the peer protocol or the stored schema changes incompatibly (checked by peers).
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2

@@ -11,7 +11,7 @@ from thinsync import jsonfmt
 Action = Literal["put", "patch", "delete"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Op:
     """One requested change to one object."""
 
@@ -24,7 +24,7 @@ class Op:
     force: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChangeRequest:
     """What a caller asks the one write path to do, atomically."""
 
@@ -33,7 +33,7 @@ class ChangeRequest:
     ops: tuple[Op, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One object's part of a committed change set: the fields it set, or a delete."""
 
@@ -71,7 +71,7 @@ class Item:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChangeSet:
     """A committed transaction as the log holds it; `id` is this server's local log position."""
 
@@ -83,12 +83,18 @@ class ChangeSet:
     summary: str
     items: tuple[Item, ...]
     applied_at: float
+    # The items' canonical JSON when it is already known (read from the log, received from a peer):
+    # the log and the link pass it on as it is instead of encoding the items again.
+    raw_items: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def stamp(self) -> str:
         return f"{self.hlc:016x}.{self.origin}"
 
     def items_json(self) -> str:
+        """The items as the log stores them: compact JSON, keys sorted."""
+        if self.raw_items is not None:
+            return self.raw_items
         return jsonfmt.dumps([i.to_json() for i in self.items], sort_keys=True)
 
     def event(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from thinsync.store import conflicts, rows
 from thinsync.store.changes import ChangeSet
 from thinsync.store.digest import Digest, bucket_of
 from thinsync.store.hlc import HLC, hlc_from_ms, hlc_ms, make_stamp, wall_iso
-from thinsync.store.stamps import EMPTY, State, merge
+from thinsync.store.stamps import EMPTY, State, merge, merge_change
 
 Key = tuple[str, str]
 
@@ -91,11 +91,8 @@ def apply_remote(
             if found:
                 writes.flush()
                 conflicts.open_records(conn, found, pending)
-            incoming = State(
-                vals=dict(item.set), stamps={f: stamp for f in item.set}, tomb=stamp if item.delete else None
-            )
-            after = merge(before, incoming)
-            if after != before:
+            after, changed = merge_change(before, stamp, item.set, item.delete)
+            if changed:
                 writes.write(item.kind, item.name, after, stamp, fresh=before is EMPTY)
                 states[key] = after
             # An incoming conflict record may be an open one that a later item of the batch continues.

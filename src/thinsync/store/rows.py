@@ -36,7 +36,7 @@ def read_state(conn: sqlite3.Connection, kind: str, name: str) -> State:
 
 def row_change(r: tuple[Any, ...]) -> ChangeSet:
     items = tuple(Item.from_json(i) for i in jsonfmt.loads(r[6]))
-    return ChangeSet(r[0], r[1], r[2], r[3], r[4], r[5], items, r[7])
+    return ChangeSet(r[0], r[1], r[2], r[3], r[4], r[5], items, r[7], r[6])
 
 
 class TxLookup:
@@ -211,13 +211,13 @@ def append_changes(conn: sqlite3.Connection, changes: list[ChangeSet], applied_a
         return []
     first = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM changes").fetchone()[0]) + 1
     stored = [
-        ChangeSet(first + i, c.origin, c.seq, c.hlc, c.author, c.summary, c.items, applied_at)
+        ChangeSet(first + i, c.origin, c.seq, c.hlc, c.author, c.summary, c.items, applied_at, c.items_json())
         for i, c in enumerate(changes)
     ]
     conn.executemany(
         "INSERT INTO changes (id, origin, seq, hlc, author, summary, items, applied_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(c.id, c.origin, c.seq, c.hlc, c.author, c.summary, c.items_json(), c.applied_at) for c in stored],
+        [(c.id, c.origin, c.seq, c.hlc, c.author, c.summary, c.raw_items, c.applied_at) for c in stored],
     )
     conn.executemany(
         "INSERT OR IGNORE INTO change_objects (kind, name, change_id) VALUES (?, ?, ?)",

@@ -226,13 +226,17 @@ def set_to_json(change: ChangeSet) -> dict[str, Any]:
         "hlc": change.hlc,
         "author": change.author,
         "summary": change.summary,
-        "items": [i.to_json() for i in change.items],
+        # The items as the log holds them (a JSON text): neither side encodes them again.
+        "items": change.items_json(),
     }
 
 
 def set_from_json(data: Mapping[str, Any]) -> ChangeSet:
     try:
-        items = tuple(Item.from_json(i) for i in data["items"])
+        raw = data["items"]
+        if not isinstance(raw, str):
+            raise TypeError("the items must be their JSON text")
+        items = tuple(Item.from_json(i) for i in jsonfmt.loads(raw))
         return ChangeSet(
             0,
             str(data["origin"]),
@@ -242,8 +246,9 @@ def set_from_json(data: Mapping[str, Any]) -> ChangeSet:
             str(data["summary"]),
             items,
             0.0,
+            raw,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FrameError(f"malformed change set: {exc}") from None
 
 
