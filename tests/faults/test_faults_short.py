@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -183,7 +184,8 @@ def conflicts_open(server: ServerProcess) -> int:
     return int(status(server)["conflicts_open"])
 
 
-def test_a_rolled_back_data_dir_gets_its_own_later_edits_back(servers: ServerFactory) -> None:
+def paired_with_a_copy_of_b(servers: ServerFactory) -> tuple[ServerProcess, ServerProcess, Path]:
+    """A and B paired and identical, B stopped, and a copy of B's data dir (to roll it back to later)."""
     a, b = start_servers(servers, "tm-a", "tm-b")
     pair(a, b)
     relogin(b)
@@ -191,6 +193,11 @@ def test_a_rolled_back_data_dir_gets_its_own_later_edits_back(servers: ServerFac
     assert b.stop() == 0
     saved = b.data.parent / "tm-b.saved"
     shutil.copytree(b.data, saved)
+    return a, b, saved
+
+
+def test_a_rolled_back_data_dir_gets_its_own_later_edits_back(servers: ServerFactory) -> None:
+    a, b, saved = paired_with_a_copy_of_b(servers)
     b.start()
     late = {}
     for i in range(3):
@@ -220,13 +227,7 @@ def test_a_rolled_back_data_dir_whose_clock_went_back_takes_a_new_incarnation(se
     """With its clock set back, a rolled-back copy takes the incarnation its lost run took (the counter on
     disk is older, and the wall clock no longer lifts it). The peer's hello shows it holds more of that
     origin than the server: the server takes a new incarnation at once, and the two converge."""
-    a, b = start_servers(servers, "tm-a", "tm-b")
-    pair(a, b)
-    relogin(b)
-    converge(a, b)
-    assert b.stop() == 0
-    saved = b.data.parent / "tm-b.saved"
-    shutil.copytree(b.data, saved)
+    a, b, saved = paired_with_a_copy_of_b(servers)
     b.env["THINSYNC_CLOCK_OFFSET_S"] = "-40"  # behind the incarnation pairing took, within the skew limit
     b.start()
     lost_run = status(b)["node"]["incarnation"]
