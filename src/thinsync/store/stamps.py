@@ -46,7 +46,7 @@ EMPTY = State()
 
 def apply(state: State, stamp: str, fields: Mapping[str, Any], delete: bool = False) -> State:
     """State after a change stamped `stamp` that sets `fields` (and deletes when `delete`)."""
-    return merge(state, State(vals=dict(fields), stamps={f: stamp for f in fields}, tomb=stamp if delete else None))
+    return merge_change(state, stamp, fields, delete)[0]
 
 
 def merge(a: State, b: State) -> State:
@@ -71,7 +71,7 @@ def merge_change(a: State, stamp: str, fields: Mapping[str, Any], delete: bool =
     vals: dict[str, Any] | None = None
     stamps: dict[str, str] | None = None
     for name, value in fields.items():
-        mine = (a.stamps if stamps is None else stamps).get(name)
+        mine = a.stamps.get(name)  # each field once: the stamps before this change are a's
         if mine is None or stamp > mine or (stamp == mine and _value_key(value) > _value_key(a.vals.get(name))):
             if vals is None or stamps is None:
                 vals, stamps = dict(a.vals), dict(a.stamps)
