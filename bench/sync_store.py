@@ -285,7 +285,7 @@ async def _snapshot(plan: SnapshotPlan, root: Path, log: Log) -> dict[str, Any]:
         log(f"[{SNAPSHOT}] built {plan.objects:,} objects in {build_s:.1f} s")
         for run_no in range(plan.runs):
             t0 = time.perf_counter()
-            snap = source.snapshot()
+            snap = source.snapshot(encoded=True)  # as the link sends it
             t1 = time.perf_counter()
             received = wire(snap)
             t2 = time.perf_counter()

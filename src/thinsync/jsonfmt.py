@@ -22,9 +22,31 @@ def dumps(value: Any, sort_keys: bool = False) -> str:
 def dumpb(value: Any, sort_keys: bool = False) -> bytes:
     """Compact JSON as UTF-8 bytes."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+        return orjson.dumps(value, default=_embed, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
     except TypeError:
-        return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys).encode()
+        return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, default=_unfragment).encode()
+
+
+class Encoded:
+    """JSON text that `dumps`/`dumpb` embed as it is, neither parsed nor encoded again; the text is
+    trusted to be valid JSON (it must come from `dumps`)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _embed(value: Any) -> Any:
+    if isinstance(value, Encoded):
+        return orjson.Fragment(value.text)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _unfragment(value: Any) -> Any:
+    if isinstance(value, Encoded):
+        return json.loads(value.text)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def loads(text: str | bytes) -> Any:

@@ -42,6 +42,14 @@ def test_jsonfmt_falls_back_for_what_orjson_refuses() -> None:
         jsonfmt.loads("{not json")
 
 
+@given(json_values)
+def test_encoded_json_is_embedded_as_the_text_it_holds(value: object) -> None:
+    text = jsonfmt.dumps(value, sort_keys=True)
+    assert jsonfmt.dumps({"v": jsonfmt.Encoded(text)}) == '{"v":' + text + "}"
+    # the standard library's fallback (a value orjson refuses next to it) reads the text
+    assert json.loads(jsonfmt.dumps({"v": jsonfmt.Encoded(text), "n": 10**30})) == {"v": json.loads(text), "n": 10**30}
+
+
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**40])
 def test_integers_beyond_64_bits_never_enter_the_configuration(value: int) -> None:
     spec = KINDS["license"]

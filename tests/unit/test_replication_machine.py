@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from thinsync.clock import FakeClock
 from thinsync.errors import ThinsyncError
 from thinsync.store import ChangeRequest, Op, Store, conflicts, rows
+from thinsync.sync import protocol as p
 
 N = 3
 NAMES = ["a", "b", "c"]
@@ -43,7 +44,9 @@ def deliver(src: Store, dst: Store, limit: int, duplicate: bool = False) -> bool
     """One catch-up page from src to dst, exactly as a link does; returns True if a snapshot was used."""
     theirs = dst.vector()
     if src.lacks_history(theirs):
-        run(dst.merge_snapshot(src.snapshot()))
+        # as the link sends it: the rows' JSON embedded in a frame, decoded on the other side
+        frame = p.FrameCodec("k" * 64, "machine", "c").encode(src.snapshot(encoded=True))
+        run(dst.merge_snapshot(p.FrameCodec("k" * 64, "machine", "s").decode(frame)))
         return True
     page, _ = src.log_page(src.first_missing_id(theirs), theirs, limit)
     run(dst.apply_remote(page, max_skew_s=3600))
@@ -55,7 +58,7 @@ def deliver(src: Store, dst: Store, limit: int, duplicate: bool = False) -> bool
 def validity_is_current(conn: sqlite3.Connection) -> None:
     """Every object's stored problems are what its merged state gives, and the per-object lookups and
     the lookups read once (used for large snapshot merges) give the same answer."""
-    per_query, loaded = rows.TxLookup(conn), rows.LoadedLookup(conn)
+    per_query, loaded = rows.TxLookup(conn), rows.LoadedLookup(conn, conflicts.REFERENCED)
     for kind, name, vals, live, stored in conn.execute("SELECT kind, name, vals, live, problems FROM objects"):
         if kind == conflicts.KIND:
             continue

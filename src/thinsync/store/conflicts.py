@@ -147,13 +147,20 @@ def related_keys(
     return related
 
 
-def problems_of(lookup: rows.TxLookup | rows.LoadedLookup, kind: str, name: str, vals: dict[str, Any]) -> list[str]:
+def problems_of(
+    lookup: rows.TxLookup | rows.LoadedLookup,
+    kind: str,
+    name: str,
+    vals: dict[str, Any],
+    keys: Iterable[tuple[str, str]] | None = None,
+) -> list[str]:
+    """Why the object is invalid (none: valid); `keys`: its unique keys, when the caller has them."""
     spec = KINDS[kind]
     found: list[str] = []
     for target_kind, target in ref_targets(spec, vals):
         if (target_kind, target) != (kind, name) and not lookup.exists(target_kind, target):
             found.append(f"refers to {KINDS[target_kind].title} '{target}', which does not exist")
-    for label, value in unique_keys(spec, vals):
+    for label, value in unique_keys(spec, vals) if keys is None else keys:
         others = sorted(n for n in lookup.holders(kind, label, value) if n != name)
         if others:
             found.append(f"{label} {value} is also used by {spec.title} '{others[0]}'")
@@ -169,7 +176,7 @@ def refresh_problems(
     todo = {k for k in keys if k[0] != KIND}
     known = known or {}
     lookup: rows.TxLookup | rows.LoadedLookup = (
-        rows.LoadedLookup(conn) if len(todo) >= LOADED_LOOKUP_FROM else rows.TxLookup(conn)
+        rows.LoadedLookup(conn, REFERENCED) if len(todo) >= LOADED_LOOKUP_FROM else rows.TxLookup(conn)
     )
     # Rows and referrers are read in a few batched queries (nothing writes in between).
     todo.update(rows.referrers_of(conn, (k for k in todo if k[0] in REFERENCED)))
@@ -192,9 +199,13 @@ def refresh_problems(
             found[key] = (jsonfmt.loads(vals), live, problems)
 
     read(todo)
-    for (kind, _name), (vals, live, _problems) in list(found.items()):
+    # Holders of the same unique keys are checked too; each object's keys are computed once.
+    keys_of: dict[Key, list[tuple[str, str]]] = {}
+    for key, (vals, live, _problems) in list(found.items()):
+        kind = key[0]
         if live and KINDS[kind].uniques:
-            for label, value in unique_keys(KINDS[kind], dict(vals)):
+            keys_of[key] = held = list(unique_keys(KINDS[kind], vals))
+            for label, value in held:
                 todo.update((kind, n) for n in lookup.holders(kind, label, value))
     read(todo - found.keys())
     for kind, name in sorted(todo):
@@ -203,7 +214,11 @@ def refresh_problems(
         vals, live, stored_json = found[(kind, name)]
         spec = KINDS[kind]
         # Only references and unique keys make problems.
-        current = problems_of(lookup, kind, name, dict(vals)) if live and (spec.refs or spec.uniques) else []
+        current = (
+            problems_of(lookup, kind, name, vals, keys_of.get((kind, name)))
+            if live and (spec.refs or spec.uniques)
+            else []
+        )
         stored = jsonfmt.loads(stored_json) if stored_json else []
         if current == stored:
             continue

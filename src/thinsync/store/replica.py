@@ -181,10 +181,15 @@ def lacks_history(conn: sqlite3.Connection, theirs: dict[str, int]) -> bool:
     return False
 
 
-def snapshot(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Every stamped object and tombstone, with the vector it reflects (one read transaction)."""
+def snapshot(conn: sqlite3.Connection, encoded: bool = False) -> dict[str, Any]:
+    """Every stamped object and tombstone, with the vector it reflects (one read transaction).
+
+    `encoded`: each object's values and stamps stay the JSON text the row holds (`jsonfmt.Encoded`),
+    for a sender that encodes the snapshot with `jsonfmt` at once: they are not parsed here only to be
+    encoded again (the link's catch-up; the receiver reads the same JSON either way)."""
+    text = jsonfmt.Encoded if encoded else jsonfmt.loads
     objects = [
-        {"kind": k, "name": n, "vals": jsonfmt.loads(v), "stamps": jsonfmt.loads(s), "tomb": t, "created": c}
+        {"kind": k, "name": n, "vals": text(v), "stamps": text(s), "tomb": t, "created": c}
         for k, n, v, s, t, c in conn.execute("SELECT kind, name, vals, stamps, tomb, created FROM objects")
     ]
     return {"objects": objects, "vector": rows.vector(conn)}
@@ -203,7 +208,13 @@ def merge_objects(conn: sqlite3.Connection, objects: list[dict[str, Any]], now: 
     for obj in objects:
         key = (obj["kind"], obj["name"])
         before = states.get(key, EMPTY)
-        after = merge(before, _state(obj))
+        incoming = _state(obj)
+        # merge(EMPTY, s) is s itself when every value has its stamp: an object this server lacks
+        # (all of them on a fresh server) is taken as it came.
+        if before is EMPTY and incoming.vals.keys() == incoming.stamps.keys():
+            after = incoming
+        else:
+            after = merge(before, incoming)
         if after != before:
             befores.append((obj["kind"], obj["name"], before))
             created = obj.get("created") or after.version

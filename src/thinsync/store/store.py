@@ -254,8 +254,9 @@ class Store:
     def lacks_history(self, theirs: dict[str, int]) -> bool:
         return self.read(lambda conn: replica.lacks_history(conn, theirs))
 
-    def snapshot(self) -> dict[str, Any]:
-        return self.read(replica.snapshot)
+    def snapshot(self, encoded: bool = False) -> dict[str, Any]:
+        """Every stamped object and tombstone and the vector (see `replica.snapshot` for `encoded`)."""
+        return self.read(lambda conn: replica.snapshot(conn, encoded))
 
     async def replace_all(self, snap: dict[str, Any]) -> None:
         """Install another server's snapshot in place of this server's configuration and log."""

@@ -324,7 +324,7 @@ class Pusher:
         """A peer behind what this log still holds gets a snapshot, merged by the per-field rule."""
         if not await asyncio.to_thread(self.store.lacks_history, theirs):
             return
-        snap = await asyncio.to_thread(self.store.snapshot)
+        snap = await asyncio.to_thread(self.store.snapshot, True)  # encoded: sent as the rows hold it
         objects = snap["objects"]
         parts = max(1, -(-len(objects) // SNAPSHOT_CHUNK))
         self._events.record("sync", f"sending a snapshot of {len(objects)} objects to {self.peer.name}")
