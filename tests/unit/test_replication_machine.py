@@ -26,6 +26,7 @@ from thinsync.sync import protocol as p
 N = 3
 NAMES = ["a", "b", "c"]
 MACS = ["00:00:00:00:00:01", "00:00:00:00:00:02"]
+LINK_KEY = "ab" * 32
 
 
 def run(coro: Any) -> Any:
@@ -45,8 +46,8 @@ def deliver(src: Store, dst: Store, limit: int, duplicate: bool = False) -> bool
     theirs = dst.vector()
     if src.lacks_history(theirs):
         # as the link sends it: the rows' JSON embedded in a frame, decoded on the other side
-        frame = p.FrameCodec("k" * 64, "machine", "c").encode(src.snapshot(encoded=True))
-        run(dst.merge_snapshot(p.FrameCodec("k" * 64, "machine", "s").decode(frame)))
+        frame = p.FrameCodec(LINK_KEY, "machine", "c").encode({"t": "snapshot", **src.snapshot(encoded=True)})
+        run(dst.merge_snapshot(p.FrameCodec(LINK_KEY, "machine", "s").decode(frame)))
         return True
     page, _ = src.log_page(src.first_missing_id(theirs), theirs, limit)
     run(dst.apply_remote(page, max_skew_s=3600))

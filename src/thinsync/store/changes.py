@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from thinsync import jsonfmt
+from thinsync.store.record import record
 
 Action = Literal["put", "patch", "delete"]
 
@@ -33,7 +34,7 @@ class ChangeRequest:
     ops: tuple[Op, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Item:
     """One object's part of a committed change set: the fields it set, or a delete."""
 
@@ -71,7 +72,7 @@ class Item:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChangeSet:
     """A committed transaction as the log holds it; `id` is this server's local log position."""
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from thinsync.store.record import record
 
 
 def _value_key(value: Any) -> str:
@@ -20,7 +22,7 @@ def _value_key(value: Any) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class State:
     vals: Mapping[str, Any] = field(default_factory=dict)
     stamps: Mapping[str, str] = field(default_factory=dict)
