@@ -57,17 +57,17 @@ def deliver(src: Store, dst: Store, limit: int, duplicate: bool = False) -> bool
 
 
 def validity_is_current(conn: sqlite3.Connection) -> None:
-    """Every object's stored problems are what its merged state gives, and the per-object lookups and
-    the lookups read once (used for large snapshot merges) give the same answer."""
-    per_query, loaded = rows.TxLookup(conn), rows.LoadedLookup(conn, conflicts.REFERENCED)
+    """Every object's stored problems are what its merged state gives, and the per-object check and the
+    whole-store check (used for snapshot merges and large repairs) give the same answer."""
+    per_query = rows.TxLookup(conn)
+    whole = conflicts.all_problems(conn)
     for kind, name, vals, live, stored in conn.execute("SELECT kind, name, vals, live, problems FROM objects"):
         if kind == conflicts.KIND:
             continue
         expected: list[str] = []
         if live:
-            body = json.loads(vals)
-            expected = conflicts.problems_of(per_query, kind, name, body)
-            assert conflicts.problems_of(loaded, kind, name, body) == expected, (kind, name)
+            expected = conflicts.problems_of(per_query, kind, name, json.loads(vals))
+        assert whole.get((kind, name), []) == expected, (kind, name)
         assert (json.loads(stored) if stored else []) == expected, (kind, name, stored, expected)
 
 

@@ -38,9 +38,12 @@ DELETED = "(deleted)"
 REFERENCED = frozenset(ref.target for spec in KINDS.values() for ref in spec.refs)
 # Kinds whose objects can be invalid after a merge (they hold references or unique keys).
 CHECKED = frozenset(name for name, spec in KINDS.items() if spec.refs or spec.uniques)
-# Validity checks over this many objects (a snapshot merge; never a page of changes) read the live objects
-# and keys once instead of asking per object.
-LOADED_LOOKUP_FROM = 20_000
+# Unique-key labels per kind (the index also holds lookup keys, which are not unique).
+UNIQUE_LABELS = frozenset((name, u.label) for name, spec in KINDS.items() for u in spec.uniques)
+# Validity checks over this many objects (a snapshot merge or a large repair; never a page of changes)
+# recompute the whole store from its reference and unique-key indexes in two queries instead of asking
+# per object; the result is the same (`tests/unit/test_validity.py`).
+WHOLE_STORE_FROM = 20_000
 
 
 def conflict_id(kind: str, name: str, field_name: str, *parts: str) -> str:
@@ -148,7 +151,7 @@ def related_keys(
 
 
 def problems_of(
-    lookup: rows.TxLookup | rows.LoadedLookup,
+    lookup: rows.TxLookup,
     kind: str,
     name: str,
     vals: dict[str, Any],
@@ -159,12 +162,45 @@ def problems_of(
     found: list[str] = []
     for target_kind, target in ref_targets(spec, vals):
         if (target_kind, target) != (kind, name) and not lookup.exists(target_kind, target):
-            found.append(f"refers to {KINDS[target_kind].title} '{target}', which does not exist")
+            found.append(_missing(target_kind, target))
     for label, value in unique_keys(spec, vals) if keys is None else keys:
         others = sorted(n for n in lookup.holders(kind, label, value) if n != name)
         if others:
-            found.append(f"{label} {value} is also used by {spec.title} '{others[0]}'")
+            found.append(_shared(kind, label, value, others[0]))
     return sorted(set(found))
+
+
+def _missing(target_kind: str, target: str) -> str:
+    return f"refers to {KINDS[target_kind].title} '{target}', which does not exist"
+
+
+def _shared(kind: str, label: str, value: str, other: str) -> str:
+    return f"{label} {value} is also used by {KINDS[kind].title} '{other}'"
+
+
+def all_problems(conn: sqlite3.Connection) -> dict[Key, list[str]]:
+    """Every live object's problems, from the reference and unique-key indexes (which hold exactly the
+    references and keys of the live objects): what `problems_of` gives each of them, in two queries."""
+    found: dict[Key, set[str]] = {}
+    for kind, name, target_kind, target in conn.execute(
+        "SELECT r.kind, r.name, r.target_kind, r.target_name FROM refs r "
+        "WHERE NOT (r.kind = r.target_kind AND r.name = r.target_name) AND NOT EXISTS "
+        "(SELECT 1 FROM objects o WHERE o.kind = r.target_kind AND o.name = r.target_name AND o.live = 1)"
+    ):
+        found.setdefault((kind, name), set()).add(_missing(target_kind, target))
+    holders: dict[tuple[str, str, str], list[str]] = {}
+    for kind, label, value, name in conn.execute(
+        "SELECT u.kind, u.label, u.value, u.name FROM uniques u WHERE EXISTS (SELECT 1 FROM uniques v "
+        "WHERE v.kind = u.kind AND v.label = u.label AND v.value = u.value AND v.name <> u.name)"
+    ):
+        if (kind, label) in UNIQUE_LABELS:
+            holders.setdefault((kind, label, value), []).append(name)
+    for (kind, label, value), names in holders.items():
+        names.sort()
+        for name in names:
+            other = names[1] if name == names[0] else names[0]
+            found.setdefault((kind, name), set()).add(_shared(kind, label, value, other))
+    return {key: sorted(reasons) for key, reasons in found.items()}
 
 
 def refresh_problems(
@@ -174,16 +210,19 @@ def refresh_problems(
 
     `known`: states the caller has just written (so their rows need not be read back)."""
     todo = {k for k in keys if k[0] != KIND}
-    known = known or {}
-    lookup: rows.TxLookup | rows.LoadedLookup = (
-        rows.LoadedLookup(conn, REFERENCED) if len(todo) >= LOADED_LOOKUP_FROM else rows.TxLookup(conn)
-    )
-    # Rows and referrers are read in a few batched queries (nothing writes in between).
-    todo.update(rows.referrers_of(conn, (k for k in todo if k[0] in REFERENCED)))
     # The problems stored now: a partial index lists the objects that have any (usually none).
     marked = {
         (k, n): p for k, n, p in conn.execute("SELECT kind, name, problems FROM objects WHERE problems IS NOT NULL")
     }
+    if len(todo) >= WHOLE_STORE_FROM:
+        everywhere = all_problems(conn)
+        for key in sorted(k for k in everywhere.keys() | marked.keys() if k[0] != KIND):
+            _store_problems(conn, key, everywhere.get(key, []), marked.get(key), pending, at)
+        return
+    known = known or {}
+    lookup = rows.TxLookup(conn)
+    # Rows and referrers are read in a few batched queries (nothing writes in between).
+    todo.update(rows.referrers_of(conn, (k for k in todo if k[0] in REFERENCED)))
     # Objects of a kind without references or unique keys cannot have problems: skipped unless marked.
     todo = {k for k in todo if k[0] in CHECKED or k in marked}
     # key -> (values, live, stored problems as JSON or None)
@@ -208,40 +247,46 @@ def refresh_problems(
             for label, value in held:
                 todo.update((kind, n) for n in lookup.holders(kind, label, value))
     read(todo - found.keys())
-    for kind, name in sorted(todo):
-        if (kind, name) not in found:
+    for key in sorted(todo):
+        if key not in found:
             continue
-        vals, live, stored_json = found[(kind, name)]
-        spec = KINDS[kind]
+        vals, live, stored_json = found[key]
+        spec = KINDS[key[0]]
         # Only references and unique keys make problems.
         current = (
-            problems_of(lookup, kind, name, vals, keys_of.get((kind, name)))
-            if live and (spec.refs or spec.uniques)
-            else []
+            problems_of(lookup, key[0], key[1], vals, keys_of.get(key)) if live and (spec.refs or spec.uniques) else []
         )
-        stored = jsonfmt.loads(stored_json) if stored_json else []
-        if current == stored:
-            continue
-        conn.execute(
-            "UPDATE objects SET problems=? WHERE kind=? AND name=?",
-            (rows.dumps(current) if current else None, kind, name),
-        )
-        for reason in set(stored) - set(current):
-            conflict = conflict_id(kind, name, "validity", reason)
-            if rows.read_state(conn, KIND, conflict).live:
-                pending.closed.setdefault(conflict, {"state": "fixed", "at": at, "by": ""})
-        for reason in set(current) - set(stored):
-            conflict = conflict_id(kind, name, "validity", reason)
-            pending.closed.pop(conflict, None)
-            pending.opened[conflict] = {
-                "target_kind": kind,
-                "target_name": name,
-                "field": "validity",
-                "entries": [{"stamp": None, "value": reason}],
-                "winner": None,
-                "loser": None,
-                "closed": None,  # a break that comes back reopens its record
-            }
+        _store_problems(conn, key, current, stored_json, pending, at)
+
+
+def _store_problems(
+    conn: sqlite3.Connection, key: Key, current: list[str], stored_json: str | None, pending: Pending, at: str
+) -> None:
+    """Store an object's problems when they changed, and open or close their conflict records."""
+    stored = jsonfmt.loads(stored_json) if stored_json else []
+    if current == stored:
+        return
+    kind, name = key
+    conn.execute(
+        "UPDATE objects SET problems=? WHERE kind=? AND name=?",
+        (rows.dumps(current) if current else None, kind, name),
+    )
+    for reason in set(stored) - set(current):
+        conflict = conflict_id(kind, name, "validity", reason)
+        if rows.read_state(conn, KIND, conflict).live:
+            pending.closed.setdefault(conflict, {"state": "fixed", "at": at, "by": ""})
+    for reason in set(current) - set(stored):
+        conflict = conflict_id(kind, name, "validity", reason)
+        pending.closed.pop(conflict, None)
+        pending.opened[conflict] = {
+            "target_kind": kind,
+            "target_name": name,
+            "field": "validity",
+            "entries": [{"stamp": None, "value": reason}],
+            "winner": None,
+            "loser": None,
+            "closed": None,  # a break that comes back reopens its record
+        }
 
 
 def write_pending(conn: sqlite3.Connection, pending: Pending, stamp: str, skip: set[str]) -> list[Item]:

@@ -104,32 +104,6 @@ def referrers_of(conn: sqlite3.Connection, keys: Iterable[Key]) -> set[Key]:
     return found
 
 
-class LoadedLookup:
-    """The same questions as `TxLookup`, answered from the live objects and the unique-key index read
-    once: for checks over thousands of objects (a snapshot merge), where one query per check costs
-    more than reading everything. Valid while nothing writes objects or the index."""
-
-    def __init__(self, conn: sqlite3.Connection, kinds: Iterable[str]) -> None:
-        """`kinds`: those `exists` is asked about most (the targets of references), loaded up front;
-        other kinds are looked up one at a time."""
-        self._tx = TxLookup(conn)
-        self._kinds = frozenset(kinds)
-        self._live: set[Key] = set()
-        for kind in sorted(self._kinds):
-            self._live.update(conn.execute("SELECT kind, name FROM objects WHERE kind=? AND live=1", (kind,)))
-        self._holders: dict[tuple[str, str, str], list[str]] = {}
-        for kind, label, value, name in conn.execute("SELECT kind, label, value, name FROM uniques"):
-            self._holders.setdefault((kind, label, value), []).append(name)
-
-    def exists(self, kind: str, name: str) -> bool:
-        if kind not in self._kinds:
-            return self._tx.exists(kind, name)
-        return (kind, name) in self._live
-
-    def holders(self, kind: str, label: str, value: str) -> list[str]:
-        return self._holders.get((kind, label, value), [])
-
-
 class ObjectWrites:
     """Object writes of one transaction, sent to SQLite together (a few `executemany` calls instead of
     several statements per object). Writes of one object never share a flush, so each object's index
