@@ -247,3 +247,23 @@ def test_the_same_object_twice_in_one_change_is_refused() -> None:
         op = Op("access-groups", "g", "put", {})
         with pytest.raises(Invalid, match="twice"):
             store.commit_sync(ChangeRequest("t", "s", (op, op)))
+
+
+def test_a_subscriber_that_names_kinds_hears_only_commits_touching_them() -> None:
+    with fresh_store() as store:
+        everything: list[list[str]] = []
+        servers: list[list[str]] = []
+        store.subscribe(lambda changes: everything.append([i.name for c in changes for i in c.items]))
+        store.subscribe(
+            lambda changes: servers.append([i.name for c in changes for i in c.items]), kinds=("display-servers",)
+        )
+        store.commit_sync(ChangeRequest("t", "user", (Op("users", "u-1", "put", {}),)))
+        store.commit_sync(
+            ChangeRequest(
+                "t",
+                "both",
+                (Op("users", "u-2", "put", {}), Op("display-servers", "ds-1", "put", {"address": "10.0.0.1"})),
+            )
+        )
+        assert everything == [["u-1"], ["u-2", "ds-1"]]
+        assert servers == [["u-2", "ds-1"]]  # the whole commit, once it touches a watched kind

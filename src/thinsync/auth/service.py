@@ -43,16 +43,16 @@ class AuthService:
         self._cache: dict[str, _Account | None] = {}
         self._generation = 0
         self._lock = threading.Lock()
-        store.subscribe(self._on_change)
+        store.subscribe(self._on_change, kinds=WATCHED_KINDS)
 
     def close(self) -> None:
         self._store.unsubscribe(self._on_change)
 
     def _on_change(self, changes: list[ChangeSet]) -> None:
-        if any(item.kind in WATCHED_KINDS for change in changes for item in change.items):
-            with self._lock:
-                self._generation += 1
-                self._cache.clear()
+        # Called only for commits that touch WATCHED_KINDS.
+        with self._lock:
+            self._generation += 1
+            self._cache.clear()
 
     def _load(self, name: str) -> _Account | None:
         with self._lock:

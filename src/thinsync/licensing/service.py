@@ -19,6 +19,8 @@ from thinsync.settings import Settings
 from thinsync.store import ChangeSet, Op, Store
 
 log = logging.getLogger(__name__)
+# Kinds whose changes can change what the licence allows.
+WATCHED = frozenset({"terminals", "license", "server-list"})
 CHECK_S = 3600.0
 SINCE_KEY = "license.problem_since"
 
@@ -39,7 +41,7 @@ class LicenseService:
         self.peer_ids: Any = list
 
     async def start(self) -> None:
-        self.store.subscribe(self._on_change)
+        self.store.subscribe(self._on_change, kinds=WATCHED)
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
@@ -48,8 +50,8 @@ class LicenseService:
             self._task.cancel()
 
     def _on_change(self, changes: list[ChangeSet]) -> None:
-        if any(i.kind in ("terminals", "license", "server-list") for change in changes for i in change.items):
-            self._allowed = None
+        # Called only for commits that touch WATCHED.
+        self._allowed = None
 
     async def _loop(self) -> None:
         while True:

@@ -61,14 +61,12 @@ class Item:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Item:
+        """From the log's JSON (freshly parsed: its objects are taken, not copied)."""
+        fields, bases = data["set"], data.get("bases") or {}
+        if not isinstance(fields, dict) or not isinstance(bases, dict):
+            raise TypeError("an item's set and bases must be objects")
         return Item(
-            data["kind"],
-            data["name"],
-            dict(data["set"]),
-            bool(data["delete"]),
-            data.get("base"),
-            dict(data.get("bases") or {}),
-            data.get("base_tomb"),
+            data["kind"], data["name"], fields, bool(data["delete"]), data.get("base"), bases, data.get("base_tomb")
         )
 
 

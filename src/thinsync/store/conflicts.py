@@ -204,11 +204,18 @@ def all_problems(conn: sqlite3.Connection) -> dict[Key, list[str]]:
 
 
 def refresh_problems(
-    conn: sqlite3.Connection, keys: Iterable[Key], pending: Pending, at: str, known: dict[Key, State] | None = None
+    conn: sqlite3.Connection,
+    keys: Iterable[Key],
+    pending: Pending,
+    at: str,
+    known: dict[Key, State] | None = None,
+    appeared_or_gone: set[Key] | None = None,
 ) -> None:
     """Recompute the validity of these objects and of the objects related to them.
 
-    `known`: states the caller has just written (so their rows need not be read back)."""
+    `known`: states the caller has just written (so their rows need not be read back).
+    `appeared_or_gone`: those of `keys` that became live or stopped being live, when the caller knows:
+    a reference is broken only by its target not existing, so only their referrers are re-checked."""
     todo = {k for k in keys if k[0] != KIND}
     # The problems stored now: a partial index lists the objects that have any (usually none).
     marked = {
@@ -222,7 +229,8 @@ def refresh_problems(
     known = known or {}
     lookup = rows.TxLookup(conn)
     # Rows and referrers are read in a few batched queries (nothing writes in between).
-    todo.update(rows.referrers_of(conn, (k for k in todo if k[0] in REFERENCED)))
+    targets = todo if appeared_or_gone is None else appeared_or_gone
+    todo.update(rows.referrers_of(conn, (k for k in targets if k[0] in REFERENCED)))
     # Objects of a kind without references or unique keys cannot have problems: skipped unless marked.
     todo = {k for k in todo if k[0] in CHECKED or k in marked}
     # key -> (values, live, stored problems as JSON or None)

@@ -110,7 +110,12 @@ def apply_remote(
     rows.raise_origins(conn, {o: vv[o] for o in origins})
     if touched:
         related = conflicts.related_keys(conn, befores, referrers=False)
-        conflicts.refresh_problems(conn, touched | related, pending, at, known=states)
+        # The state each object had before the batch is its first `before`.
+        initially: dict[Key, State] = {}
+        for kind, name, before in befores:
+            initially.setdefault((kind, name), before)
+        flipped = {key for key, before in initially.items() if before.live != states.get(key, EMPTY).live}
+        conflicts.refresh_problems(conn, touched | related, pending, at, known=states, appeared_or_gone=flipped)
     if pending:
         result.conflicts = len(pending.opened)
         result.applied.append(_record_locally(conn, pending, hlc, origin, now))

@@ -192,19 +192,21 @@ def append_changes(conn: sqlite3.Connection, changes: list[ChangeSet], applied_a
     if not changes:
         return []
     first = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM changes").fetchone()[0]) + 1
-    stored = [
-        ChangeSet(first + i, c.origin, c.seq, c.hlc, c.author, c.summary, c.items, applied_at, c.items_json())
-        for i, c in enumerate(changes)
-    ]
+    stored: list[ChangeSet] = []
+    log_rows: list[tuple[Any, ...]] = []
+    object_rows: list[tuple[str, str, int]] = []
+    for position, c in enumerate(changes, first):
+        raw = c.items_json()
+        stored.append(ChangeSet(position, c.origin, c.seq, c.hlc, c.author, c.summary, c.items, applied_at, raw))
+        log_rows.append((position, c.origin, c.seq, c.hlc, c.author, c.summary, raw, applied_at))
+        for item in c.items:
+            object_rows.append((item.kind, item.name, position))
     conn.executemany(
         "INSERT INTO changes (id, origin, seq, hlc, author, summary, items, applied_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(c.id, c.origin, c.seq, c.hlc, c.author, c.summary, c.raw_items, c.applied_at) for c in stored],
+        log_rows,
     )
-    conn.executemany(
-        "INSERT OR IGNORE INTO change_objects (kind, name, change_id) VALUES (?, ?, ?)",
-        [(i.kind, i.name, c.id) for c in stored for i in c.items],
-    )
+    conn.executemany("INSERT OR IGNORE INTO change_objects (kind, name, change_id) VALUES (?, ?, ?)", object_rows)
     return stored
 
 

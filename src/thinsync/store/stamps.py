@@ -37,10 +37,9 @@ class State:
     @property
     def version(self) -> str:
         """The highest stamp (fields and tombstone): equal on every server for the same state."""
-        candidates = list(self.stamps.values())
-        if self.tomb is not None:
-            candidates.append(self.tomb)
-        return max(candidates) if candidates else ""
+        top = max(self.stamps.values(), default="")
+        tomb = self.tomb
+        return tomb if tomb is not None and tomb > top else top
 
 
 EMPTY = State()

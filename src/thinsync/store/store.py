@@ -7,7 +7,7 @@ import logging
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,7 +53,8 @@ class Store:
         self.readers = Readers(path)
         self.identity: Identity | None = None
         self.hlc = HLC(clock)
-        self._listeners: list[Listener] = []
+        # Each listener with the kinds it watches (None: every commit).
+        self._listeners: list[tuple[Listener, frozenset[str] | None]] = []
         self._listeners_lock = threading.Lock()
 
     # ---------------------------------------------------------------- lifecycle
@@ -172,23 +173,31 @@ class Store:
 
     # ---------------------------------------------------------------- subscribers
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener, kinds: Iterable[str] | None = None) -> None:
         """Call `listener(change_sets)` after every commit with what it committed (in the writer thread:
-        keep it short). One call per commit: a page of 2,000 replicated change sets is one call."""
+        keep it short). One call per commit: a page of 2,000 replicated change sets is one call.
+
+        `kinds`: call it only for commits that touch one of these kinds (the store looks at the items
+        once for all listeners)."""
         with self._listeners_lock:
-            self._listeners.append(listener)
+            self._listeners.append((listener, None if kinds is None else frozenset(kinds)))
 
     def unsubscribe(self, listener: Listener) -> None:
         with self._listeners_lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            self._listeners = [entry for entry in self._listeners if entry[0] != listener]
 
     def _publish(self, changes: list[ChangeSet]) -> None:
         if not changes:
             return
         with self._listeners_lock:
             listeners = list(self._listeners)
-        for listener in listeners:
+        touched: set[str] | None = None
+        for listener, kinds in listeners:
+            if kinds is not None:
+                if touched is None:
+                    touched = {item.kind for change in changes for item in change.items}
+                if kinds.isdisjoint(touched):
+                    continue
             try:
                 listener(changes)
             except Exception:

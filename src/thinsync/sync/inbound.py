@@ -16,6 +16,9 @@ from thinsync.sync import protocol as p
 from thinsync.sync.link import DEAD_AFTER_S, same_stamps_other_values
 
 log = logging.getLogger(__name__)
+# Pages of changes applied together when they arrive faster than they are applied (at most the
+# sender's window of unacknowledged pages is ever waiting).
+GROUP_PAGES = 8
 
 
 @dataclass
@@ -117,8 +120,24 @@ class Receiver:
 
         async def worker() -> None:
             snapshot: list[dict[str, Any]] = []
+            carried: dict[str, Any] | None = None
             while True:
-                message = await work.get()
+                message = carried if carried is not None else await work.get()
+                carried = None
+                if message["t"] == "changes":
+                    # Pages already waiting behind this one are applied with it: started together, they
+                    # reach the writer together and share its transaction (group commit), one job and
+                    # one acknowledgement each, in order.
+                    pages = [message]
+                    while len(pages) < GROUP_PAGES and not work.empty():
+                        following = work.get_nowait()
+                        if following["t"] != "changes":
+                            carried = following
+                            break
+                        pages.append(following)
+                    if not await self._apply_in_order(claim.node_id, name, pages, send):
+                        return
+                    continue
                 reply = await self._handle(claim.node_id, name, message, snapshot)
                 if reply is not None:
                     await send(reply)
@@ -175,6 +194,30 @@ class Receiver:
                 self._events.record("sync", f"repair from {name}: {changed} objects changed here", level="warning")
             return {"t": "repair", "objects": mine}
         raise p.FrameError(f"unknown message type {kind!r}")
+
+    async def _apply_in_order(
+        self,
+        node_id: str,
+        name: str | None,
+        pages: list[dict[str, Any]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> bool:
+        """Apply pages (each its own writer job, submitted in order) and acknowledge each in order;
+        False once one is refused (the session ends: the peer resumes from the vectors)."""
+        applies = [asyncio.ensure_future(self._apply(node_id, name, page)) for page in pages]
+        try:
+            for apply in applies:
+                reply = await apply
+                await send(reply)
+                if reply["t"] == "error":
+                    return False
+            return True
+        finally:
+            for apply in applies:
+                if not apply.done():
+                    apply.cancel()  # a job the writer has not started yet is dropped
+                elif not apply.cancelled():
+                    apply.exception()  # retrieved: the first failure is the one that propagates
 
     async def _apply(self, node_id: str, name: str | None, message: dict[str, Any]) -> dict[str, Any]:
         body = message.get("body")

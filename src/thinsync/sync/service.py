@@ -63,7 +63,7 @@ class SyncService:
         self._loop = asyncio.get_running_loop()
         self._cluster = await asyncio.to_thread(self._load_cluster)
         self._server_list = await asyncio.to_thread(self._read_server_list)
-        self.store.subscribe(self._on_change)
+        self.store.subscribe(self._on_change, kinds=("server-list",))
         await self.reconcile()
         self._housekeeper = asyncio.create_task(self._housekeeping())
 
@@ -90,7 +90,7 @@ class SyncService:
         return KINDS["server-list"].model().model_dump(mode="json")
 
     def _on_change(self, changes: list[ChangeSet]) -> None:
-        if any(item.kind == "server-list" for change in changes for item in change.items) and self._loop is not None:
+        if self._loop is not None:  # called only for commits that touch the server list
             self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._refresh()))
 
     async def _refresh(self) -> None:

@@ -96,7 +96,7 @@ class TerminalService:
         for row in await asyncio.to_thread(self.store.load_terminal_status):
             mac, last_seen, booted_from, address, state, uptime, unassigned = row
             self.seen[mac] = Seen(last_seen, booted_from, address, state, uptime, bool(unassigned), online=False)
-        self.store.subscribe(self._on_change)
+        self.store.subscribe(self._on_change, kinds=WATCHED)
         self._tasks = [asyncio.create_task(self._sweep()), asyncio.create_task(self._flush_loop())]
 
     def use_shutdown_event(self, event: asyncio.Event) -> None:
@@ -111,7 +111,7 @@ class TerminalService:
         self._flush()
 
     def _on_change(self, changes: list[ChangeSet]) -> None:
-        if any(item.kind in WATCHED for change in changes for item in change.items) and self._loop is not None:
+        if self._loop is not None:  # called only for commits that touch WATCHED
             # A cached document must never outlive the change: drop the cache now (dict.clear is
             # atomic), and wake the loop once per burst to notify watchers.
             self._cache.clear()
