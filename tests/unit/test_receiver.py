@@ -37,13 +37,15 @@ async def session(dst: Store, pages: list[list[ChangeSet]]) -> list[dict[str, An
     peer = p.FrameCodec(KEY, NONCE, "c")
     expected_acks = len(pages)
 
+    said_hello = asyncio.Event()
+
     async def send(frame: str) -> None:
         replies.append(peer.decode(frame))
+        said_hello.set()
 
     receiver = Receiver(dst, EventLog(dst, 1000), 3600.0, lambda *args: None)
     task = asyncio.create_task(receiver.serve(Transport(inbox.get, send), KEY, p.PeerClaim("peer-node", NONCE)))
-    while not replies:
-        await asyncio.sleep(0.005)
+    await asyncio.wait_for(said_hello.wait(), 10)
     assert replies[0]["t"] == "hello"
     await inbox.put(peer.encode({"t": "hello", "name": "tm-a", **p.versions(), "vector": {}}))
     for page in pages:
