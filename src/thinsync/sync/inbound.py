@@ -204,6 +204,10 @@ class Receiver:
     ) -> bool:
         """Apply pages (each its own writer job, submitted in order) and acknowledge each in order;
         False once one is refused (the session ends: the peer resumes from the vectors)."""
+        if len(pages) == 1:  # the live case: no task in between (latency)
+            reply = await self._apply(node_id, name, pages[0])
+            await send(reply)
+            return reply["t"] != "error"
         applies = [asyncio.ensure_future(self._apply(node_id, name, page)) for page in pages]
         try:
             for apply in applies:
