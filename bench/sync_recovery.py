@@ -312,8 +312,8 @@ def run_catchup(quick: bool = False, log: Log = print) -> BenchResult:
             "connects to tm-a; tm-b's start (Python imports, opening the store) is included.",
             "changes/s while applying = changes / (vectors equal - first change). CPU µs/change = CPU time each "
             "server process used from tm-b's ready file until equal vectors, per change: tm-b (the receiver: decode, "
-            "apply, one transaction per page of 2,000) is the bottleneck; 1,000,000 / its number is the rate a free "
-            "core would give, whatever else ran on the machine.",
+            "apply in pages of 2,000; pages waiting together share one transaction) is the bottleneck; 1,000,000 / "
+            "its number is the rate a free core would give, whatever else ran on the machine.",
             (
                 f"Larger logs ({', '.join(f'{x:,}' for x in plan.scale)}) run once each to show how the cost grows."
                 + (f" Skipped to stay in the time budget: {', '.join(f'{x:,}' for x in skipped)}." if skipped else "")
