@@ -209,13 +209,16 @@ def refresh_problems(
     pending: Pending,
     at: str,
     known: dict[Key, State] | None = None,
-    appeared_or_gone: set[Key] | None = None,
+    befores: Iterable[tuple[str, str, State]] | None = None,
 ) -> None:
     """Recompute the validity of these objects and of the objects related to them.
 
     `known`: states the caller has just written (so their rows need not be read back).
-    `appeared_or_gone`: those of `keys` that became live or stopped being live, when the caller knows:
-    a reference is broken only by its target not existing, so only their referrers are re-checked."""
+    `befores`: (kind, name, state before) of the objects the caller wrote, the first one of each being
+    its state before the transaction; `known` then holds their states after. Holders of the unique keys
+    they had are checked too, and since a reference is broken only by its target not existing, only the
+    referrers of those that became live or stopped being live are re-checked. Without it, every
+    referrer of `keys` is."""
     todo = {k for k in keys if k[0] != KIND}
     # The problems stored now: a partial index lists the objects that have any (usually none).
     marked = {
@@ -228,8 +231,15 @@ def refresh_problems(
         return
     known = known or {}
     lookup = rows.TxLookup(conn)
+    targets: set[Key] = todo
+    if befores is not None:
+        befores = list(befores)
+        todo |= {k for k in related_keys(conn, befores, referrers=False) if k[0] != KIND}
+        initially: dict[Key, State] = {}
+        for kind, name, before in befores:
+            initially.setdefault((kind, name), before)
+        targets = {k for k, before in initially.items() if k not in known or known[k].live != before.live}
     # Rows and referrers are read in a few batched queries (nothing writes in between).
-    targets = todo if appeared_or_gone is None else appeared_or_gone
     todo.update(rows.referrers_of(conn, (k for k in targets if k[0] in REFERENCED)))
     # Objects of a kind without references or unique keys cannot have problems: skipped unless marked.
     todo = {k for k in todo if k[0] in CHECKED or k in marked}

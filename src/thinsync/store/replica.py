@@ -109,13 +109,7 @@ def apply_remote(
     # The vector moves once per batch (before the local conflict record takes its own seq).
     rows.raise_origins(conn, {o: vv[o] for o in origins})
     if touched:
-        related = conflicts.related_keys(conn, befores, referrers=False)
-        # The state each object had before the batch is its first `before`.
-        initially: dict[Key, State] = {}
-        for kind, name, before in befores:
-            initially.setdefault((kind, name), before)
-        flipped = {key for key, before in initially.items() if before.live != states.get(key, EMPTY).live}
-        conflicts.refresh_problems(conn, touched | related, pending, at, known=states, appeared_or_gone=flipped)
+        conflicts.refresh_problems(conn, touched, pending, at, known=states, befores=befores)
     if pending:
         result.conflicts = len(pending.opened)
         result.applied.append(_record_locally(conn, pending, hlc, origin, now))
@@ -229,8 +223,7 @@ def merge_objects(conn: sqlite3.Connection, objects: list[dict[str, Any]], now: 
     writes.flush()
     if changed:
         pending = conflicts.Pending()
-        related = conflicts.related_keys(conn, befores, referrers=False)
-        conflicts.refresh_problems(conn, changed | related, pending, "", known=states)
+        conflicts.refresh_problems(conn, changed, pending, "", known=states, befores=befores)
         # Validity is derived from the merged state; records of it arrive with the next changes.
     return len(changed)
 
