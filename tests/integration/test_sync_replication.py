@@ -1,8 +1,11 @@
 """Replication between real servers: both directions, the change stream, deletes, mirrored mode and promote,
-conflicts and merge-created breaks after a partition, a dead peer, three servers with forwarding."""
+conflicts and merge-created breaks after a partition, a dead peer, three servers with forwarding, an out-of-band
+edit found by the digest check."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 from typing import Any
 
@@ -244,3 +247,45 @@ def test_three_servers_replicate_and_forward_around_a_cut_link(servers: ServerFa
     finally:
         for proxy in proxies.values():
             proxy.close()
+
+
+def plant_edit(server: ServerProcess, kind: str, name: str, field: str, value: Any) -> None:
+    """Change one value in the server's SQLite file behind its back: the stamps stay as they were."""
+    conn = sqlite3.connect(server.data / "thinsync.db", timeout=30, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        (vals,) = conn.execute("SELECT vals FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
+        changed = {**json.loads(vals), field: value}
+        conn.execute(
+            "UPDATE objects SET vals=? WHERE kind=? AND name=?",
+            (json.dumps(changed, separators=(",", ":"), sort_keys=True), kind, name),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def out_of_band_alarms(server: ServerProcess) -> list[dict[str, Any]]:
+    items = server.api("GET", "/api/v1/events", params={"category": "sync", "limit": 1000}).json()["items"]
+    return [e for e in items if e["level"] == "error" and "out-of-band edit" in e["message"]]
+
+
+def test_an_out_of_band_edit_is_found_by_the_digest_check_settled_the_same_on_both_and_raises_an_alarm(
+    servers: ServerFactory,
+) -> None:
+    often = {"THINSYNC_DIGEST_INTERVAL_S": "2"}
+    a, b = start_servers(servers, "tm-a", "tm-b", env={"tm-a": often, "tm-b": often})
+    pair(a, b)
+    relogin(b)
+    made = put(a, "/api/v1/display-servers/ds-1", {"address": "10.0.0.1"})
+    arrives(b, "/api/v1/display-servers/ds-1", made["version"])
+    converge(a, b)
+    plant_edit(b, "display-servers", "ds-1", "address", "192.0.2.1")
+    assert status(a)["digest"] != status(b)["digest"]
+    # found by the periodic digest comparison, the differing bucket exchanged and merged on both sides
+    wait_until(lambda: out_of_band_alarms(a) and out_of_band_alarms(b), 30, 0.25, what="the alarm on both servers")
+    converge(a, b)
+    on_a = a.api("GET", "/api/v1/display-servers/ds-1").json()
+    on_b = b.api("GET", "/api/v1/display-servers/ds-1").json()
+    assert on_a == on_b and on_a["address"] in ("10.0.0.1", "192.0.2.1")
+    assert "ds-1" in out_of_band_alarms(a)[0]["message"]

@@ -30,7 +30,9 @@ def pages_of(src: Store, size: int) -> list[list[ChangeSet]]:
     return [sets[i : i + size] for i in range(0, len(sets), size)]
 
 
-async def session(dst: Store, pages: list[list[ChangeSet]]) -> list[dict[str, Any]]:
+async def session(
+    dst: Store, pages: list[list[ChangeSet]], versions: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
     """Say hello, send every page at once (they queue behind each other), return what came back."""
     inbox: asyncio.Queue[str] = asyncio.Queue()
     replies: list[dict[str, Any]] = []
@@ -47,7 +49,7 @@ async def session(dst: Store, pages: list[list[ChangeSet]]) -> list[dict[str, An
     task = asyncio.create_task(receiver.serve(Transport(inbox.get, send), KEY, p.PeerClaim("peer-node", NONCE)))
     await asyncio.wait_for(said_hello.wait(), 10)
     assert replies[0]["t"] == "hello"
-    await inbox.put(peer.encode({"t": "hello", "name": "tm-a", **p.versions(), "vector": {}}))
+    await inbox.put(peer.encode({"t": "hello", "name": "tm-a", **(versions or p.versions()), "vector": {}}))
     for page in pages:
         body = jsonfmt.dumpb({"t": "changes", "sets": [p.set_to_json(c) for c in page]})
         await inbox.put(peer.encode_json(body))
@@ -92,6 +94,24 @@ def test_a_refused_page_ends_the_session_and_later_pages_are_not_acknowledged(tm
         assert replies[0]["vector"][origin] == 2
         assert replies[1]["code"] == "gap"
         assert dst.vector()[origin] == 2  # nothing of the pages after the gap was applied
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_a_peer_on_another_protocol_or_schema_version_is_refused_with_both_named(tmp_path: Path) -> None:
+    src, dst = open_store(tmp_path / "a.db", "tm-a"), open_store(tmp_path / "b.db", "tm-b")
+    try:
+        src.commit_sync(ChangeRequest("t", "w", (Op("users", "u-1", "put", {}),)))
+        ours = p.versions()
+        newer = {"protocol": ours["protocol"] + 1, "schema": ours["schema"] + 1}
+        replies = asyncio.run(session(dst, pages_of(src, 1), versions=newer))
+        assert [r["t"] for r in replies] == ["error"]
+        assert replies[0]["code"] == "version"
+        message = replies[0]["message"]
+        assert f"protocol {newer['protocol']} there, {ours['protocol']} here" in message
+        assert f"schema {newer['schema']} there, {ours['schema']} here" in message
+        assert src.require_identity().origin not in dst.vector()  # nothing was applied
     finally:
         src.close()
         dst.close()
