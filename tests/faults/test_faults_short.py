@@ -248,3 +248,33 @@ def test_a_rolled_back_data_dir_whose_clock_went_back_takes_a_new_incarnation(se
     for server in (a, b):
         for name in ("b-late-0", "b-late-1", "b-late-2", "b-after"):
             assert has(server, name), f"{name} missing on {server.name}"
+
+
+def test_a_wiped_secondary_is_refused_as_a_stranger_and_a_new_pairing_makes_it_identical(
+    servers: ServerFactory,
+) -> None:
+    a, b = start_servers(servers, "tm-a", "tm-b")
+    pair(a, b)
+    relogin(b)
+    for i in range(20):
+        assert a.api("PUT", f"/api/v1/display-servers/ds-{i}", json={"address": f"10.0.3.{i + 1}"}).status_code == 201
+    converge(a, b)
+    old_node = b.node_id
+    assert b.stop() == 0
+    shutil.rmtree(b.data)  # the disk was replaced: a new server with the same name and address
+    b.init()
+    b.start()
+    relogin(b)
+    assert b.node_id != old_node
+    assert b.api("GET", "/api/v1/display-servers").json()["items"] == []
+    # tm-a keeps its configuration and does not take the stranger for its peer
+    wait_until(lambda: not status(a)["in_sync"], 15, what="tm-a no longer in sync")
+    assert len(a.api("GET", "/api/v1/display-servers").json()["items"]) == 20
+    # the operations guide's procedure for a replaced server: turn auto-sync off, then on (pairs again)
+    listed = a.api("GET", "/api/v1/server-list").json()
+    off = a.api("PUT", "/api/v1/server-list", json={**listed, "auto_sync": False}, timeout=60)
+    assert off.status_code == 200, off.text
+    pair(a, b)
+    relogin(b)
+    converge(a, b)
+    assert status(a)["digest"] == status(b)["digest"]
