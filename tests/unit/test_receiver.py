@@ -115,3 +115,50 @@ def test_a_peer_on_another_protocol_or_schema_version_is_refused_with_both_named
     finally:
         src.close()
         dst.close()
+
+
+def test_two_live_servers_with_one_node_id_are_refused_and_a_restart_is_not(tmp_path: Path) -> None:
+    dst = open_store(tmp_path / "b.db", "tm-b")
+
+    async def connect(receiver: Receiver, origin: str, nonce: str) -> tuple[asyncio.Task[None], list[dict[str, Any]]]:
+        inbox: asyncio.Queue[str] = asyncio.Queue()
+        replies: list[dict[str, Any]] = []
+        peer = p.FrameCodec(KEY, nonce, "c")
+
+        async def send(frame: str) -> None:
+            replies.append(peer.decode(frame))
+
+        claim = p.PeerClaim("node-a", nonce)
+        task = asyncio.create_task(receiver.serve(Transport(inbox.get, send), KEY, claim))
+        hello = {"t": "hello", "name": "tm-a", "origin": origin, **p.versions(), "vector": {}}
+        await inbox.put(peer.encode(hello))
+        for _ in range(200):
+            if task.done() or len(replies) >= 1:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        return task, replies
+
+    async def scenario() -> None:
+        receiver = Receiver(dst, EventLog(dst, 1000), 3600.0, lambda *args: None)
+        first, _ = await connect(receiver, "node-a.1", "n1")
+        assert not first.done()
+        # a copy of node-a's data dir, running at the same time: its own incarnation, the same node id
+        second, replies = await connect(receiver, "node-a.2", "n2")
+        assert second.done()
+        assert [r["t"] for r in replies] == ["hello", "error"]
+        assert replies[1]["code"] == "duplicate_node" and "node-a" in replies[1]["message"]
+        # once the first session is gone (the server stopped and started again), the new one is served
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        third, replies = await connect(receiver, "node-a.3", "n3")
+        assert not third.done() and [r["t"] for r in replies] == ["hello"]
+        third.cancel()
+        await asyncio.gather(third, return_exceptions=True)
+
+    try:
+        asyncio.run(scenario())
+        events = dst.read(lambda c: c.execute("SELECT level, message FROM events WHERE category='sync'").fetchall())
+        assert any(level == "error" and "node-a" in message for level, message in events)
+    finally:
+        dst.close()

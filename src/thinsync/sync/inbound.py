@@ -43,6 +43,8 @@ class Receiver:
         # on_peer(node_id, name, vector it holds, connected)
         self._on_peer = on_peer
         self._sessions: set[asyncio.Task[Any]] = set()
+        # node id -> (origin it writes under, its session) of every peer connected now
+        self._live: dict[str, tuple[str, asyncio.Task[Any]]] = {}
 
     def drop_sessions(self) -> None:
         """End every open session: after this server's data was replaced (pairing), what a peer learnt
@@ -87,6 +89,31 @@ class Receiver:
         if mismatch:
             await transport.send(codec.encode({"t": "error", "code": "version", "message": mismatch}))
             return
+        origin = str(hello.get("origin") or "")
+        holder = self._live.get(claim.node_id)
+        if origin and holder is not None and holder[0] != origin and not holder[1].done():
+            # Every start takes a new origin, so a restarted peer looks the same until its old session
+            # is found dead (within DEAD_AFTER_S); two live servers stay refused.
+            message = (
+                f"two servers with node id {claim.node_id} are connected ('{name}' twice): one runs on a copy "
+                "of the other's data directory; this link is refused until one of them stops"
+            )
+            self._events.record("sync", message, level="error")
+            await transport.send(codec.encode({"t": "error", "code": "duplicate_node", "message": message}))
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        if origin:
+            self._live[claim.node_id] = (origin, task)
+        try:
+            await self._session(transport, codec, claim, name, hello)
+        finally:
+            if self._live.get(claim.node_id, ("", None))[1] is task:
+                del self._live[claim.node_id]
+
+    async def _session(
+        self, transport: Transport, codec: p.FrameCodec, claim: p.PeerClaim, name: str | None, hello: dict[str, Any]
+    ) -> None:
         self._on_peer(claim.node_id, name, hello.get("vector"), True)
         send_lock = asyncio.Lock()
 

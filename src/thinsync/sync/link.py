@@ -196,7 +196,11 @@ class Pusher:
             self._check_hello(hello, identity.node_id, sent_at)
             mine = await asyncio.to_thread(self.store.vector)
             await self._check_origins(hello, identity.origin, mine)
-            await ws.send(codec.encode({"t": "hello", "name": identity.name, **p.versions(), "vector": mine}))
+            await ws.send(
+                codec.encode(
+                    {"t": "hello", "name": identity.name, "origin": identity.origin, **p.versions(), "vector": mine}
+                )
+            )
             # What the peer holds is what it says now: a page sent before a lost connection may never
             # have arrived, so nothing learnt from sending survives a reconnect.
             self.peer.theirs = dict(hello["vector"])
